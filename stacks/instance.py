@@ -1,0 +1,115 @@
+"""The workbench instance and the role it runs as."""
+
+from aws_cdk import Aws, Stack, Token, aws_ec2 as ec2, aws_iam as iam
+from constructs import Construct
+
+from stacks.nag import acknowledge
+from stacks.network import Network
+from workbench import bedrock
+from workbench.settings import Settings
+
+ROOT_DEVICE = "/dev/xvda"  # Amazon Linux 2023's root device name
+CPU_TYPES = {"x86_64": ec2.AmazonLinuxCpuType.X86_64, "arm64": ec2.AmazonLinuxCpuType.ARM_64}
+
+
+class WorkbenchInstance(Construct):
+    """Amazon Linux 2023 box reachable only through SSM, running the boot script once."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        network: Network,
+        user_data: ec2.UserData,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description=f"AI Coding Workbench {settings.name} instance",
+            managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")],
+        )
+        self.role.add_to_policy(_bedrock_statement(settings))
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]",
+            "AWS's own minimal policy for the SSM agent (Session Manager port forwarding, Run "
+            "Command); it tracks the agent's needs as AWS changes them, which a copy would not.",
+        )
+
+        self.instance = ec2.Instance(
+            self,
+            "Instance",
+            instance_type=ec2.InstanceType(settings.instance_type),
+            machine_image=_machine_image(settings, pin=not Token.is_unresolved(stack.account)),
+            vpc=network.vpc,
+            vpc_subnets=network.subnets,
+            associate_public_ip_address=True,
+            security_group=network.security_group,
+            role=self.role,
+            user_data=user_data,
+            # A changed boot script must not destroy the box and its data; it applies on the next
+            # boot or when re-run by hand (see README).
+            user_data_causes_replacement=False,
+            http_tokens=ec2.HttpTokens.REQUIRED,
+            # Containers on the Docker bridge are one hop further from the metadata service;
+            # with the default of 1 LiteLLM could not get the role's credentials to call Bedrock.
+            http_put_response_hop_limit=2,
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name=ROOT_DEVICE,
+                    volume=ec2.BlockDeviceVolume.ebs(
+                        settings.root_volume_gib,
+                        encrypted=True,
+                        volume_type=ec2.EbsDeviceVolumeType.GP3,
+                        delete_on_termination=True,
+                    ),
+                )
+            ],
+        )
+        acknowledge(
+            self.instance,
+            "AwsSolutions-EC28",
+            "Detailed (1-minute) monitoring is billed per instance; a personal workbench is watched "
+            "through `workbench status` and the boot signal, not CloudWatch alarms.",
+        )
+        acknowledge(
+            self.instance,
+            "AwsSolutions-EC29",
+            "`cdk destroy` must remove the workbench in one step at the end of a workshop; "
+            "termination protection would make every participant's teardown fail.",
+        )
+
+    def grant(self, statement: iam.PolicyStatement) -> None:
+        self.role.add_to_policy(statement)
+
+
+def _machine_image(settings: Settings, *, pin: bool) -> ec2.IMachineImage:
+    """Latest Amazon Linux 2023 for the architecture, pinned in cdk.context.json once known.
+
+    When the account is known (every real deploy) the image id is looked up once and kept
+    in cdk.context.json, so a newer image appearing does not replace the instance. Without an
+    account (offline synth, tests) the template resolves it from SSM at deploy time.
+    """
+    return ec2.MachineImage.latest_amazon_linux2023(
+        cpu_type=CPU_TYPES[settings.architecture],
+        cached_in_context=pin,
+    )
+
+
+def _bedrock_statement(settings: Settings) -> iam.PolicyStatement:
+    resources: set[str] = set()
+    for model in settings.models:
+        resources.update(bedrock.foundation_model_arns(model, partition=Aws.PARTITION))
+        profile = bedrock.inference_profile_arn(model, account=Aws.ACCOUNT_ID, partition=Aws.PARTITION)
+        if profile:
+            resources.add(profile)
+    return iam.PolicyStatement(
+        actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+        resources=sorted(resources),
+    )

@@ -1,0 +1,55 @@
+"""Where the workbench lives on the network: a VPC subnet with egress only, nothing inbound."""
+
+from aws_cdk import aws_ec2 as ec2
+from constructs import Construct
+
+from stacks.nag import acknowledge
+
+from workbench.settings import Settings
+
+HTTPS = ec2.Port.tcp(443)
+
+
+class Network(Construct):
+    """The VPC (new or existing), the subnet for the instance and its security group."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings) -> None:
+        super().__init__(scope, construct_id)
+
+        if settings.uses_new_vpc:
+            self.vpc = ec2.Vpc(
+                self,
+                "Vpc",
+                max_azs=1,
+                nat_gateways=0,
+                subnet_configuration=[
+                    ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24)
+                ],
+                # The CDK default adds a Lambda-backed custom resource to empty the default
+                # security group; nothing here uses that group, and it is one more function to run.
+                restrict_default_security_group=False,
+            )
+            acknowledge(
+                self.vpc,
+                "AwsSolutions-VPC7",
+                "The VPC carries one instance with no inbound path; flow logs would bill CloudWatch "
+                "ingestion per workbench for traffic that is all outbound HTTPS to AWS and registries.",
+            )
+        else:
+            self.vpc = ec2.Vpc.from_lookup(self, "Vpc", vpc_id=settings.vpc)
+
+        # Public subnet with a public IP: outbound internet without a NAT gateway's hourly cost.
+        # Inbound stays closed by the security group; people connect through SSM.
+        self.subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC)
+
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "InstanceSecurityGroup",
+            vpc=self.vpc,
+            description=f"AI Coding Workbench {settings.name}: no inbound, HTTPS out",
+            allow_all_outbound=False,
+        )
+        # Everything the box talks to (AWS APIs incl. SSM, Bedrock, S3; dnf; container
+        # registries; GitHub releases; Open VSX) is HTTPS. DNS and NTP use the VPC's link-local
+        # resolvers, which security groups do not filter.
+        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), HTTPS, "HTTPS to AWS APIs and package sources")

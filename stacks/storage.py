@@ -1,0 +1,45 @@
+"""Langfuse's blob storage: an S3 bucket of this stack, used through the instance role."""
+
+from aws_cdk import RemovalPolicy, aws_s3 as s3
+from constructs import Construct
+
+from stacks.nag import acknowledge
+
+LOCAL_LANGFUSE_ORIGIN = "http://localhost:3000"
+
+
+class LangfuseBlobStorage(Construct):
+    """Raw ingestion events, media and batch exports.
+
+    Browsers upload media straight to S3 with presigned URLs, so that works without a
+    tunnel; CORS admits the tunnelled Langfuse origin only.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            cors=[
+                s3.CorsRule(
+                    allowed_methods=[s3.HttpMethods.GET, s3.HttpMethods.PUT],
+                    allowed_origins=[LOCAL_LANGFUSE_ORIGIN],
+                    allowed_headers=["*"],
+                    max_age=3000,
+                )
+            ],
+            # `cdk destroy` takes the workbench away completely, traces included.
+            removal_policy=RemovalPolicy.DESTROY,
+            auto_delete_objects=True,
+        )
+        acknowledge(
+            self.bucket,
+            "AwsSolutions-S1",
+            "Only the workbench's own instance role reads and writes this bucket (Langfuse event "
+            "payloads); access logs would need a second bucket per workbench and add nothing that "
+            "CloudTrail does not already record for the role.",
+        )

@@ -1,0 +1,39 @@
+"""User data: this deployment's coordinates plus the boot script from userdata/boot.sh.
+
+Only names, ARNs and S3 locations go in here — never a secret value; the boot script fetches
+those itself with the instance role.
+"""
+
+from pathlib import Path
+
+from aws_cdk import aws_ec2 as ec2
+
+BOOT_SCRIPT = Path(__file__).resolve().parent.parent / "userdata" / "boot.sh"
+DEPLOYMENT_ENV = "/etc/workbench/deployment.env"
+INSTALLED_BOOT_SCRIPT = "/usr/local/sbin/workbench-boot"
+# EC2 refuses user data over 16 KiB.
+USER_DATA_LIMIT_BYTES = 16 * 1024
+
+
+def boot_user_data(deployment: dict[str, str]) -> ec2.UserData:
+    """Writes the deployment settings and the boot script to disk, then runs it.
+
+    Keeping both on disk lets an operator re-run the boot (`sudo workbench-boot`) with the
+    same inputs; the script is safe to run again.
+    """
+    user_data = ec2.UserData.for_linux()
+    # Single-quoted: values are names, ARNs and URLs (the wait handle's has '&'), never quotes.
+    settings_lines = [f"{key}='{value}'" for key, value in deployment.items()]
+    user_data.add_commands(
+        "set -euo pipefail",
+        "install -d -m 0755 /etc/workbench",
+        f"cat > {DEPLOYMENT_ENV} <<'DEPLOYMENT_ENV'",
+        *settings_lines,
+        "DEPLOYMENT_ENV",
+        f"cat > {INSTALLED_BOOT_SCRIPT} <<'BOOT_SCRIPT'",
+        BOOT_SCRIPT.read_text().rstrip("\n"),
+        "BOOT_SCRIPT",
+        f"chmod 0755 {INSTALLED_BOOT_SCRIPT}",
+        f"exec {INSTALLED_BOOT_SCRIPT}",
+    )
+    return user_data

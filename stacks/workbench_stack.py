@@ -1,0 +1,130 @@
+"""One workbench: composes the network, secrets, storage, bundle, instance and boot signal."""
+
+import tempfile
+from pathlib import Path
+
+from aws_cdk import Aws, CfnOutput, Stack, Tags, aws_iam as iam, aws_s3_assets as s3_assets
+from constructs import Construct
+
+from stacks.boot_signal import BootSignal
+from stacks.instance import WorkbenchInstance
+from stacks.nag import acknowledge
+from stacks.network import Network
+from stacks.secrets import WorkbenchSecrets
+from stacks.storage import LangfuseBlobStorage
+from stacks.user_data import boot_user_data
+from workbench import bundle
+from workbench.secrets import BY_KEY as SECRETS_BY_KEY
+from workbench.settings import Settings
+
+# Where each service listens on the box (127.0.0.1) and on the user's machine through the tunnel.
+SERVICE_PORTS = {"Langfuse": 3000, "LiteLLM": 4000, "VSCode": 8080}
+
+
+class WorkbenchStack(Stack):
+    def __init__(self, scope: Construct, settings: Settings, **kwargs) -> None:
+        super().__init__(
+            scope,
+            settings.stack_name,
+            description=f"AI Coding Workbench {settings.name}: Langfuse, LiteLLM and VS Code Server on EC2",
+            **kwargs,
+        )
+        Tags.of(self).add("ai-workbench", settings.name)
+
+        network = Network(self, "Network", settings=settings)
+        secrets = WorkbenchSecrets(self, "Secrets", settings=settings)
+        storage = LangfuseBlobStorage(self, "BlobStorage")
+        rendered = bundle.render(settings, Path(tempfile.mkdtemp(prefix="workbench-bundle-")))
+        bundle_asset = s3_assets.Asset(self, "Bundle", path=str(rendered))
+        boot_signal = BootSignal(self, "Boot")
+
+        instance = WorkbenchInstance(
+            self,
+            "Workbench",
+            settings=settings,
+            network=network,
+            user_data=boot_user_data(
+                deployment_env(settings, secrets, storage, bundle_asset, boot_signal)
+            ),
+        )
+        boot_signal.wait_for(instance.instance.instance)
+
+        instance.grant(iam.PolicyStatement(
+            actions=["secretsmanager:GetSecretValue"],
+            resources=[secret.secret_arn for secret in secrets.by_key.values()],
+        ))
+        instance.grant(iam.PolicyStatement(
+            actions=["s3:GetObject"],
+            resources=[f"arn:{Aws.PARTITION}:s3:::{bundle_asset.s3_bucket_name}/{bundle_asset.s3_object_key}"],
+        ))
+        instance.grant(iam.PolicyStatement(
+            actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            resources=[storage.bucket.arn_for_objects("*")],
+        ))
+        acknowledge(
+            instance.role,
+            f"AwsSolutions-IAM5[Resource::<{self.get_logical_id(storage.bucket.node.default_child)}.Arn>/*]",
+            "Langfuse names its event, media and export objects itself (ids, dates); the wildcard is "
+            "confined to this workbench's own blob bucket.",
+        )
+        instance.grant(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[storage.bucket.bucket_arn]))
+
+        self._outputs(instance, secrets, boot_signal)
+
+    def _outputs(self, instance: WorkbenchInstance, secrets: WorkbenchSecrets, boot_signal: BootSignal) -> None:
+        instance_id = instance.instance.instance_id
+        CfnOutput(self, "InstanceId", value=instance_id, description="The workbench's EC2 instance")
+        CfnOutput(self, "Region", value=Aws.REGION, description="Region of the workbench")
+        for service, port in SERVICE_PORTS.items():
+            CfnOutput(
+                self,
+                f"{service}PortForwardCommand",
+                description=f"Run locally, keep it open, then browse the {service} URL",
+                value=(
+                    f"aws ssm start-session --target {instance_id} --document-name AWS-StartPortForwardingSession "
+                    f"--parameters '{{\"portNumber\":[\"{port}\"],\"localPortNumber\":[\"{port}\"]}}' "
+                    f"--region {Aws.REGION}"
+                ),
+            )
+            CfnOutput(self, f"{service}Url", value=f"http://localhost:{port}", description=f"{service} through the tunnel")
+        for key, secret in secrets.by_key.items():
+            CfnOutput(
+                self,
+                f"Secret{secret.node.id}Arn",
+                value=secret.secret_arn,
+                description=f"Secrets Manager ARN of {key} (value: prefix + random)",
+            )
+        CfnOutput(self, "BootReport", value=boot_signal.report, description="Boot time-to-ready and phase seconds")
+        acknowledge(
+            self,
+            "CloudFormation-Validate::F6101",
+            "A wait condition's Data is a JSON object that CloudFormation renders as a string in an "
+            "output; AWS's own WaitCondition example outputs it the same way.",
+        )
+
+
+def deployment_env(
+    settings: Settings,
+    secrets: WorkbenchSecrets,
+    storage: LangfuseBlobStorage,
+    bundle_asset: s3_assets.Asset,
+    boot_signal: BootSignal,
+) -> dict[str, str]:
+    """What the boot script needs to know about this deployment: names, locations, versions."""
+    versions = settings.versions
+    env = {
+        "WORKBENCH_NAME": settings.name,
+        "AWS_REGION": Aws.REGION,
+        "BUNDLE_URL": bundle_asset.s3_object_url,
+        "BLOB_BUCKET": storage.bucket.bucket_name,
+        "WAIT_HANDLE_URL": boot_signal.url,
+        "LANGFUSE_ADMIN_EMAIL": settings.langfuse_admin_email,
+        "COMPOSE_VERSION": versions.compose,
+        "COMPOSE_SHA256_X86_64": versions.compose_sha256["x86_64"],
+        "COMPOSE_SHA256_AARCH64": versions.compose_sha256["aarch64"],
+        "CODE_SERVER_VERSION": versions.code_server,
+        "CLINE_VERSION": versions.cline,
+    }
+    for key, secret in secrets.by_key.items():
+        env[f"SECRET_ARN_{SECRETS_BY_KEY[key].env_name}"] = secret.secret_arn
+    return env

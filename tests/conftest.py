@@ -1,0 +1,49 @@
+"""Shared fixtures: each stack configuration is synthesized once per test session."""
+
+import json
+import os
+from functools import lru_cache
+
+import pytest
+from aws_cdk.assertions import Template
+
+import app as cdk_app
+
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+PINNED_IMAGE = "ami-0123456789abcdef0"
+
+
+def pinned_context(architecture: str = "arm64") -> dict:
+    """What `cdk deploy` records in cdk.context.json after its lookups."""
+    parameter = f"/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-{architecture}"
+    return {
+        f"availability-zones:account={ACCOUNT}:region={REGION}": [f"{REGION}a", f"{REGION}b"],
+        f"ssm:account={ACCOUNT}:parameterName={parameter}:region={REGION}": PINNED_IMAGE,
+    }
+
+
+@lru_cache(maxsize=None)
+def synth(context_json: str = "{}", account: str | None = None, region: str | None = None) -> dict:
+    """Synthesizes the real app (cdk-nag included) and returns {stack name: template JSON}."""
+    app = cdk_app.create_app(json.loads(context_json), account=account, region=region)
+    assembly = app.synth()
+    return {stack.stack_name: stack.template for stack in assembly.stacks}
+
+
+def template_of(context: dict | None = None, **env) -> Template:
+    templates = synth(json.dumps(context or {}, sort_keys=True), **env)
+    (template,) = templates.values()
+    return Template.from_json(template)
+
+
+@pytest.fixture(scope="session")
+def default_template() -> Template:
+    return template_of()
+
+
+@pytest.fixture(scope="session")
+def default_json(default_template) -> dict:
+    return default_template.to_json()

@@ -1,0 +1,243 @@
+"""Template assertions on the synthesized workbench stack (cdk-nag runs in every synth)."""
+
+import json
+import re
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from conftest import ACCOUNT, PINNED_IMAGE, REGION, pinned_context, synth, template_of
+from workbench.secrets import SECRETS
+
+
+def resources(template_json: dict, type_name: str) -> dict:
+    return {k: v for k, v in template_json["Resources"].items() if v["Type"] == type_name}
+
+
+def only(template_json: dict, type_name: str) -> dict:
+    (resource,) = resources(template_json, type_name).values()
+    return resource
+
+
+def instance_policy_statements(template_json: dict) -> list[dict]:
+    role_id = next(k for k, v in resources(template_json, "AWS::IAM::Role").items() if "Workbench" in k)
+    policies = [
+        p for p in resources(template_json, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
+    return [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def test_new_vpc_has_public_subnet_and_no_nat(default_template: Template):
+    default_template.resource_count_is("AWS::EC2::VPC", 1)
+    default_template.resource_count_is("AWS::EC2::NatGateway", 0)
+    default_template.resource_count_is("AWS::EC2::InternetGateway", 1)
+
+
+def test_security_group_has_no_ingress_and_only_https_egress(default_json):
+    group = only(default_json, "AWS::EC2::SecurityGroup")["Properties"]
+    assert "SecurityGroupIngress" not in group
+    assert resources(default_json, "AWS::EC2::SecurityGroupIngress") == {}
+    assert group["SecurityGroupEgress"] == [
+        {"CidrIp": "0.0.0.0/0", "Description": "HTTPS to AWS APIs and package sources",
+         "FromPort": 443, "IpProtocol": "tcp", "ToPort": 443}
+    ]
+
+
+def test_instance_requires_imds_tokens_with_hop_limit_two(default_template: Template):
+    default_template.has_resource_properties(
+        "AWS::EC2::Instance",
+        {"MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 2}},
+    )
+
+
+def test_root_volume_is_encrypted_gp3_of_the_configured_size(default_template: Template):
+    default_template.has_resource_properties(
+        "AWS::EC2::Instance",
+        {"BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {
+            "Encrypted": True, "VolumeType": "gp3", "VolumeSize": 100, "DeleteOnTermination": True}}]},
+    )
+
+
+def test_instance_has_public_ip_no_key_pair_and_the_arm_image(default_json):
+    props = only(default_json, "AWS::EC2::Instance")["Properties"]
+    assert props["InstanceType"] == "m7g.xlarge"
+    assert "KeyName" not in props
+    assert props["NetworkInterfaces"][0]["AssociatePublicIpAddress"] is True
+    image_parameter = props["ImageId"]["Ref"]
+    assert default_json["Parameters"][image_parameter]["Default"] == (
+        "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-arm64"
+    )
+
+
+def test_deploy_waits_for_the_boot_signal_for_thirty_minutes(default_json):
+    condition_id, condition = next(iter(resources(default_json, "AWS::CloudFormation::WaitCondition").items()))
+    handle_id = next(iter(resources(default_json, "AWS::CloudFormation::WaitConditionHandle")))
+    instance_id = next(iter(resources(default_json, "AWS::EC2::Instance")))
+    assert condition["Properties"] == {"Count": 1, "Handle": {"Ref": handle_id}, "Timeout": "1800"}
+    assert instance_id in condition["DependsOn"]
+    assert default_json["Outputs"]["BootReport"]["Value"] == {"Fn::GetAtt": [condition_id, "Data"]}
+
+
+def test_user_data_carries_the_boot_script_but_no_secret_value(default_json):
+    user_data = json.dumps(only(default_json, "AWS::EC2::Instance")["Properties"]["UserData"])
+    assert "workbench-boot" in user_data and "phase_health" in user_data
+    assert "SECRET_ARN_LANGFUSE_ENCRYPTION_KEY" in user_data
+    assert "resolve:secretsmanager" not in json.dumps(default_json)  # no dynamic reference to a value
+    secret_ids = set(resources(default_json, "AWS::SecretsManager::Secret"))
+    references = re.findall(r'\{"(Ref|Fn::GetAtt)": \[?"(\w+)"', user_data)
+    assert {ref for kind, ref in references if ref in secret_ids} == secret_ids
+    assert all(kind == "Ref" for kind, ref in references if ref in secret_ids)  # a Ref to a secret is its ARN
+
+
+def test_user_data_fits_in_ec2s_16_kib_limit(default_json):
+    parts = only(default_json, "AWS::EC2::Instance")["Properties"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
+    handle_id = next(iter(resources(default_json, "AWS::CloudFormation::WaitConditionHandle")))
+    literal = sum(len(p.encode()) for p in parts if isinstance(p, str))
+    # Upper bounds of what the tokens resolve to: the wait handle's presigned URL (~600 bytes
+    # seen in practice), and ARNs, bucket names, the bundle URL and the region.
+    resolved = sum(1200 if p == {"Ref": handle_id} else 200 for p in parts if not isinstance(p, str))
+    assert literal + resolved < 16 * 1024
+
+
+def test_a_redeploy_with_unchanged_settings_keeps_the_instance(default_json):
+    # CDK's default would hash the user data into the logical id and replace the box on any change.
+    instance_ids = list(resources(default_json, "AWS::EC2::Instance"))
+    assert instance_ids == ["WorkbenchInstance6A737DF1"]
+    assert synth() is synth()  # same settings, same template: nothing for CloudFormation to update
+
+
+def test_every_secret_is_generated_by_cloudformation_in_its_format(default_json):
+    secrets = resources(default_json, "AWS::SecretsManager::Secret")
+    assert len(secrets) == len(SECRETS)
+    by_description = {s["Properties"]["Description"].split(": ", 1)[1]: s["Properties"] for s in secrets.values()}
+    for spec in SECRETS:
+        props = by_description[spec.description]
+        assert "SecretString" not in props
+        generated = props["GenerateSecretString"]
+        assert json.loads(generated["SecretStringTemplate"]) == {"prefix": spec.prefix}
+        assert generated["GenerateStringKey"] == "random"
+        assert generated["PasswordLength"] == spec.length
+        assert generated["ExcludePunctuation"] is True and generated["IncludeSpace"] is False
+    key = by_description["Langfuse ENCRYPTION_KEY (64 hex characters)"]["GenerateSecretString"]
+    assert key["PasswordLength"] == 64 and key["ExcludeUppercase"] is True
+    allowed = set("abcdefghijklmnopqrstuvwxyz0123456789") - set(key["ExcludeCharacters"])
+    assert allowed == set("0123456789abcdef")
+    prefixes = {spec.key: spec.prefix for spec in SECRETS}
+    assert (prefixes["langfuse-public-key"], prefixes["langfuse-secret-key"], prefixes["litellm-master-key"]) == (
+        "pk-lf-", "sk-lf-", "sk-")
+
+
+def test_secrets_survive_instance_replacement(default_json):
+    for secret in resources(default_json, "AWS::SecretsManager::Secret").values():
+        assert "DependsOn" not in secret or not any("Instance" in d for d in secret["DependsOn"])
+        assert secret["DeletionPolicy"] == "Delete"  # removed by cdk destroy, not by an instance change
+
+
+def test_instance_role_has_no_wildcard_action_and_managed_ssm_core(default_json):
+    role = next(v for k, v in resources(default_json, "AWS::IAM::Role").items() if k.startswith("WorkbenchRole"))
+    assert role["Properties"]["ManagedPolicyArns"] == [
+        {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":iam::aws:policy/AmazonSSMManagedInstanceCore"]]}
+    ]
+    for statement in instance_policy_statements(default_json):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        for action in actions:
+            assert "*" not in action, statement
+
+
+def test_bedrock_access_is_scoped_to_the_configured_models(default_json):
+    bedrock = [s for s in instance_policy_statements(default_json) if "bedrock:InvokeModel" in s["Action"]]
+    (statement,) = bedrock
+    assert sorted(statement["Action"]) == ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+    rendered = {json.dumps(r) for r in statement["Resource"]}
+    arns = {re.sub(r'\{"Ref": "AWS::(\w+)"\}', r"<\1>", r).replace('{"Fn::Join": ["", [', "").replace('"', "")
+            .replace(", ", "").rstrip("]}") for r in rendered}
+    for model in ("anthropic.claude-sonnet-4-5-20250929-v1:0", "anthropic.claude-haiku-4-5-20251001-v1:0"):
+        for region in ("us-east-1", "us-east-2", "us-west-1", "us-west-2"):
+            assert f"arn:<Partition>:bedrock:{region}::foundation-model/{model}" in arns
+        assert f"arn:<Partition>:bedrock:us-east-1:<AccountId>:inference-profile/us.{model}" in arns
+    assert all("*" not in arn for arn in arns)
+    assert len(arns) == 2 * 5
+
+
+def test_instance_reads_exactly_this_workbenchs_secrets_and_bundle(default_json):
+    statements = instance_policy_statements(default_json)
+    (secrets,) = [s for s in statements if s["Action"] == "secretsmanager:GetSecretValue"]
+    secret_ids = set(resources(default_json, "AWS::SecretsManager::Secret"))
+    assert {r["Ref"] for r in secrets["Resource"]} == secret_ids
+    (bundle,) = [s for s in statements if s["Action"] == "s3:GetObject" and "cdk-" in json.dumps(s["Resource"])]
+    assert bundle["Resource"].__class__ is dict and ".zip" in json.dumps(bundle["Resource"])
+
+
+def test_outputs_give_port_forward_commands_urls_and_secret_arns(default_json):
+    outputs = default_json["Outputs"]
+    for service, port in (("Langfuse", 3000), ("LiteLLM", 4000), ("VSCode", 8080)):
+        command = json.dumps(outputs[f"{service}PortForwardCommand"]["Value"])
+        assert "aws ssm start-session --target " in command
+        assert "--document-name AWS-StartPortForwardingSession" in command
+        assert f'\\"portNumber\\":[\\"{port}\\"],\\"localPortNumber\\":[\\"{port}\\"]' in command
+        assert '--region ", {"Ref": "AWS::Region"}' in command
+        assert outputs[f"{service}Url"]["Value"] == f"http://localhost:{port}"
+    secret_outputs = {k: v for k, v in outputs.items() if k.startswith("Secret")}
+    assert len(secret_outputs) == len(SECRETS)
+    for output in secret_outputs.values():
+        assert list(output["Value"]) == ["Ref"]  # the ARN, never the value
+    assert outputs["InstanceId"]["Value"] == {"Ref": "WorkbenchInstance6A737DF1"}
+
+
+def test_blob_bucket_is_private_encrypted_and_tls_only(default_template: Template):
+    default_template.has_resource_properties("AWS::S3::Bucket", {
+        "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+        "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                           "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
+        "CorsConfiguration": {"CorsRules": [Match.object_like({"AllowedOrigins": ["http://localhost:3000"]})]},
+    })
+    default_template.has_resource_properties("AWS::S3::BucketPolicy", {"PolicyDocument": {"Statement": Match.array_with([
+        Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})])}})
+
+
+def test_image_is_pinned_once_the_account_is_known():
+    pinned = template_of(pinned_context(), account=ACCOUNT, region=REGION).to_json()
+    props = only(pinned, "AWS::EC2::Instance")["Properties"]
+    assert props["ImageId"] == PINNED_IMAGE
+    assert "Parameters" not in pinned or not any("ami" in p.lower() for p in pinned["Parameters"])
+
+
+def test_x86_instance_type_gets_the_x86_image():
+    x86 = template_of({"instance_type": "m7i.xlarge"}).to_json()
+    props = only(x86, "AWS::EC2::Instance")["Properties"]
+    assert props["InstanceType"] == "m7i.xlarge"
+    assert x86["Parameters"][props["ImageId"]["Ref"]]["Default"].endswith("al2023-ami-kernel-6.1-x86_64")
+
+
+def test_existing_vpc_creates_no_network_of_its_own():
+    existing = template_of({"vpc": "vpc-0123456789abcdef0"}, account=ACCOUNT, region=REGION).to_json()
+    assert resources(existing, "AWS::EC2::VPC") == {}
+    assert resources(existing, "AWS::EC2::InternetGateway") == {}
+    assert only(existing, "AWS::EC2::SecurityGroup")["Properties"]["VpcId"] == "vpc-12345"  # CDK's lookup placeholder
+
+
+def test_existing_vpc_without_credentials_is_a_clear_error():
+    from workbench.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="vpc: 'vpc-0123456789abcdef0' is an existing VPC.*needs AWS credentials"):
+        synth(json.dumps({"vpc": "vpc-0123456789abcdef0"}))
+
+
+def test_several_workbenches_coexist_in_one_account_and_region():
+    import aws_cdk as cdk
+    from stacks.workbench_stack import WorkbenchStack
+    from workbench import settings
+
+    app = cdk.App()
+    for name in ("alice", "bob"):
+        WorkbenchStack(app, settings.load(overrides={"name": name}))
+    assembly = app.synth()
+    assert sorted(s.stack_name for s in assembly.stacks) == ["ai-workbench-alice", "ai-workbench-bob"]
+    for stack in assembly.stacks:
+        # Nothing carries a fixed physical name that a second workbench would collide with.
+        for resource in stack.template["Resources"].values():
+            properties = resource.get("Properties", {})
+            for key in ("RoleName", "BucketName", "GroupName", "InstanceProfileName", "Name"):
+                assert not isinstance(properties.get(key), str), resource

@@ -1,0 +1,104 @@
+"""Settings validation: every bad input stops synth with the key, the value and what is allowed."""
+
+import pytest
+import yaml
+
+from workbench import settings
+from workbench.settings import SettingsError
+
+
+def load_with(**overrides):
+    return settings.load(overrides=overrides)
+
+
+def test_defaults_are_valid_and_meet_the_langfuse_minimum():
+    loaded = settings.load()
+    assert loaded.name == "default"
+    assert loaded.stack_name == "ai-workbench-default"
+    assert loaded.shape.vcpus >= 4 and loaded.shape.memory_gib >= 16
+    assert loaded.root_volume_gib >= 100
+    assert loaded.uses_new_vpc
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"instance_typo": "m7g.xlarge"}, "unknown setting 'instance_typo'; allowed: name, instance_type"),
+        ({"name": "Workshop_1"}, "name: 'Workshop_1' is not allowed; use 1-24 lowercase letters"),
+        ({"name": "a" * 25}, "name: 'aaaaaaaaaaaaaaaaaaaaaaaaa' is not allowed"),
+        ({"instance_type": "t3.large"}, "instance_type: 't3.large' has 2 vCPU and 8 GiB; Langfuse needs at least 4 vCPU and 16 GiB"),
+        ({"instance_type": "c7g.xlarge"}, "instance_type: 'c7g.xlarge' has 4 vCPU and 8 GiB; Langfuse needs at least 4 vCPU"),
+        ({"instance_type": "p5.48xlarge"}, "instance_type: 'p5.48xlarge': unknown instance family 'p5'; known families:"),
+        ({"instance_type": "m7g.huge"}, "instance_type: 'm7g.huge': unknown instance size 'huge'; known sizes: medium"),
+        ({"root_volume_gib": "49"}, "root_volume_gib: 49 is out of range; allowed 50-16384"),
+        ({"root_volume_gib": "lots"}, "root_volume_gib: 'lots' is not a whole number of GiB"),
+        ({"vpc": "default"}, "vpc: 'default' is not allowed; use \"new\" or an existing VPC id"),
+        ({"bedrock_region": "us-east"}, "bedrock_region: 'us-east' is not an AWS region name"),
+        ({"langfuse_admin_email": "admin"}, "langfuse_admin_email: 'admin' is not an email address"),
+        ({"models": "[]"}, "models: [] must be a non-empty list"),
+        ({"models": '[{"name": "x", "model_id": "gpt-4o"}]'}, "models[0].model_id: 'gpt-4o' is not a Bedrock model id"),
+        ({"models": '[{"name": "x"}]'}, "models[0].model_id: missing"),
+        ({"models": '[{"name": "x", "model_id": "anthropic.claude-3-haiku-20240307-v1:0", "temperature": 1}]'},
+         "unknown key in models[0]: 'temperature'"),
+        ({"models": '[{"name": "a", "model_id": "anthropic.m-v1:0"}, {"name": "a", "model_id": "amazon.n-v1:0"}]'},
+         "models: name 'a' is used twice"),
+        ({"versions.langfuse": "latest"}, "versions.langfuse: 'latest' is not allowed; use an exact Langfuse v4 release"),
+        ({"versions.langfuse": "3.120.0"}, "versions.langfuse: '3.120.0' is not allowed"),
+        ({"versions.postgres": "17"}, "versions.postgres: '17' is not allowed; use an exact PostgreSQL 17 release"),
+        ({"versions.compose": "2.41.0"}, "versions.compose: '2.41.0' has no known checksum; known: 2.40.3"),
+        ({"versions.kubernetes": "1.30.0"}, "unknown key in versions: 'kubernetes'"),
+        ({"name.first": "x"}, "override 'name.first': 'name' is not a group of settings"),
+    ],
+)
+def test_bad_input_is_refused_with_a_message_naming_key_value_and_rule(overrides, expected):
+    with pytest.raises(SettingsError) as error:
+        load_with(**overrides)
+    assert expected in str(error.value)
+
+
+def test_overrides_keep_their_types_and_reach_nested_keys():
+    loaded = load_with(root_volume_gib="200", **{"versions.langfuse": "4.53.0", "instance_type": "m7i.xlarge"})
+    assert loaded.root_volume_gib == 200
+    assert loaded.versions.langfuse == "4.53.0"
+    assert loaded.architecture == "x86_64"
+
+
+def test_models_override_as_json_and_region_defaults_to_bedrock_region():
+    loaded = load_with(
+        bedrock_region="eu-west-1",
+        models='[{"name": "sonnet", "model_id": "eu.anthropic.claude-sonnet-4-5-20250929-v1:0"},'
+        ' {"name": "titan", "model_id": "amazon.titan-text-express-v1", "region": "us-west-2"}]',
+    )
+    assert [(m.name, m.region, m.inference_profile_geo) for m in loaded.models] == [
+        ("sonnet", "eu-west-1", "eu"),
+        ("titan", "us-west-2", None),
+    ]
+    assert loaded.models[0].foundation_model_id == "anthropic.claude-sonnet-4-5-20250929-v1:0"
+
+
+def test_settings_file_that_is_not_a_mapping_is_refused(tmp_path):
+    path = tmp_path / "workbench.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(SettingsError, match="expected a mapping of settings, got list"):
+        settings.load(path)
+
+
+def test_missing_key_is_named(tmp_path):
+    raw = yaml.safe_load(settings.DEFAULT_SETTINGS_FILE.read_text())
+    del raw["langfuse_admin_email"]
+    path = tmp_path / "workbench.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SettingsError, match="langfuse_admin_email: missing"):
+        settings.load(path)
+
+
+def test_only_our_keys_are_taken_from_cdk_context():
+    context = {
+        "@aws-cdk/aws-iam:minimizePolicies": True,
+        "aws:cdk:enable-path-metadata": True,
+        "availability-zones:account=1:region=us-east-1": ["a"],
+        "acknowledged-issue-numbers": [1],
+        "name": "alice",
+        "instnce_type": "m7g.xlarge",
+    }
+    assert settings.context_overrides(context) == {"name": "alice", "instnce_type": "m7g.xlarge"}

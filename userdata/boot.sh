@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# Boot script of an AI Coding Workbench instance (Amazon Linux 2023).
+#
+# Brings up Langfuse, LiteLLM and VS Code Server, waits until all of them answer, then
+# signals the stack's wait condition: success with timings, or failure naming the phase or
+# service and the tail of its output. User data installs this file as
+# /usr/local/sbin/workbench-boot next to /etc/workbench/deployment.env; running it again
+# on a booted box is safe and changes nothing that is already in place.
+set -Eeuo pipefail
+
+ROOT=${WORKBENCH_ROOT:-}  # tests run the script inside a sandbox directory
+DEPLOYMENT_ENV=$ROOT/etc/workbench/deployment.env
+ENV_DIR=$ROOT/etc/workbench/env
+INSTALL_DIR=$ROOT/opt/workbench
+STATE_DIR=$ROOT/var/lib/workbench
+SYSTEMD_DIR=$ROOT/etc/systemd/system
+COMPOSE_PLUGIN=$ROOT/usr/local/lib/docker/cli-plugins/docker-compose
+LOG_FILE=$ROOT/var/log/workbench-boot.log
+BOOT_DEADLINE_SECONDS=${WORKBENCH_BOOT_DEADLINE_SECONDS:-1680}  # signal before the stack's 30 min
+HEALTH_TIMEOUT_SECONDS=${WORKBENCH_HEALTH_TIMEOUT_SECONDS:-900}
+RETRY_ATTEMPTS=${WORKBENCH_RETRY_ATTEMPTS:-5}
+RETRY_DELAY_SECONDS=${WORKBENCH_RETRY_DELAY_SECONDS:-10}
+MIN_ROOT_GIB=45
+CODE_SERVER_USER=ec2-user
+PROJECTS=(langfuse litellm)
+
+# Logs go to stderr, so command substitutions capture only the command's own output.
+log() { printf '%s [%s] %s\n' "$(date -u +%FT%TZ)" "${PHASE:-boot}" "$*" >&2; }
+
+# Runs a command, keeping its output for the failure reason; retries with a fixed delay.
+retry() {
+  local attempt
+  for ((attempt = 1; attempt <= RETRY_ATTEMPTS; attempt++)); do
+    if "$@" >"$STATE_DIR/last-output" 2>&1; then
+      cat "$STATE_DIR/last-output"
+      return 0
+    fi
+    log "attempt $attempt/$RETRY_ATTEMPTS failed: $*"
+    ((attempt < RETRY_ATTEMPTS)) && sleep "$RETRY_DELAY_SECONDS"
+  done
+  return 1
+}
+
+fail() {
+  local reason="phase $PHASE: $1"
+  if [[ -s $STATE_DIR/last-output ]]; then
+    reason+=" | output: $(tail -n 15 "$STATE_DIR/last-output" | tr '\n' ' ')"
+  fi
+  log "FAILED: $reason"
+  signal FAILURE "${reason:0:1000}" "{}"
+  exit 1
+}
+
+# PUT to the wait handle's presigned URL; CloudFormation shows the reason in the stack events.
+signal() {
+  local status=$1 reason=$2 data=$3
+  if [[ -e $STATE_DIR/signalled ]]; then
+    log "already signalled; not signalling $status again"
+    return 0
+  fi
+  python3 -c 'import json, sys; print(json.dumps({"Status": sys.argv[1], "Reason": sys.argv[2], "UniqueId": "boot", "Data": sys.argv[3]}))' \
+    "$status" "$reason" "$data" >"$STATE_DIR/signal.json"
+  retry curl -fsS -X PUT -H 'Content-Type:' --data-binary "@$STATE_DIR/signal.json" "$WAIT_HANDLE_URL" >/dev/null ||
+    log "could not deliver the $status signal"
+  touch "$STATE_DIR/signalled"
+  log "signalled $status: $reason"
+}
+
+start_phase() {
+  PHASE=$1
+  PHASE_STARTED=$SECONDS
+  printf '%s\n' "$PHASE" >"$STATE_DIR/phase"
+  : >"$STATE_DIR/last-output"
+  log "started"
+}
+
+end_phase() {
+  PHASE_SECONDS+=("\"$PHASE\": $((SECONDS - PHASE_STARTED))")
+  log "done in $((SECONDS - PHASE_STARTED))s"
+}
+
+# Writes a file only when its content changes, so a re-run leaves everything untouched.
+install_content() {
+  local target=$1 mode=$2 owner=$3 content=$4
+  if [[ -f $target ]] && [[ $(<"$target") == "$content" ]]; then
+    return 0
+  fi
+  mkdir -p "$(dirname "$target")"
+  (umask 077 && printf '%s\n' "$content" >"$target.tmp")
+  chmod "$mode" "$target.tmp"
+  chown "$owner" "$target.tmp"
+  mv "$target.tmp" "$target"
+}
+
+# Fills {{NAME}} placeholders from shell variables; an unknown name is an error.
+render() {
+  local content name
+  content=$(<"$1")
+  while [[ $content =~ \{\{([A-Z0-9_]+)\}\} ]]; do
+    name=${BASH_REMATCH[1]}
+    [[ -n ${!name:-} ]] || fail "template $1 needs $name, which is not set"
+    content=${content//"{{$name}}"/"${!name}"}
+  done
+  printf '%s' "$content"
+}
+
+phase_preflight() {
+  start_phase preflight
+  local root_gib
+  root_gib=$(df -BG --output=size / | tail -n 1 | tr -dc '0-9')
+  ((root_gib >= MIN_ROOT_GIB)) ||
+    fail "disk too small: / has ${root_gib} GiB, the workbench needs at least ${MIN_ROOT_GIB} GiB (root_volume_gib)"
+  end_phase
+}
+
+phase_docker() {
+  start_phase docker
+  retry dnf install -y docker || fail "dnf could not install docker"
+  retry systemctl enable --now docker || fail "docker did not start"
+  local arch sha
+  arch=$(uname -m)
+  case $arch in
+    x86_64) sha=$COMPOSE_SHA256_X86_64 ;;
+    aarch64) sha=$COMPOSE_SHA256_AARCH64 ;;
+    *) fail "unsupported CPU architecture $arch" ;;
+  esac
+  if ! echo "$sha  $COMPOSE_PLUGIN" | sha256sum --check --status 2>/dev/null; then
+    mkdir -p "$(dirname "$COMPOSE_PLUGIN")"
+    retry curl -fsSL -o "$COMPOSE_PLUGIN.download" \
+      "https://github.com/docker/compose/releases/download/v$COMPOSE_VERSION/docker-compose-linux-$arch" ||
+      fail "could not download Docker Compose $COMPOSE_VERSION"
+    echo "$sha  $COMPOSE_PLUGIN.download" | sha256sum --check --status ||
+      fail "Docker Compose $COMPOSE_VERSION download does not match its pinned sha256 $sha"
+    chmod 0755 "$COMPOSE_PLUGIN.download"
+    mv "$COMPOSE_PLUGIN.download" "$COMPOSE_PLUGIN"
+  fi
+  end_phase
+}
+
+phase_config() {
+  start_phase config
+  local download=$STATE_DIR/bundle.zip var key json
+  retry aws s3 cp --only-show-errors "$BUNDLE_URL" "$download" || fail "could not fetch the bundle $BUNDLE_URL"
+  mkdir -p "$INSTALL_DIR"
+  python3 -m zipfile -e "$download" "$INSTALL_DIR" >"$STATE_DIR/last-output" 2>&1 || fail "could not unpack the bundle"
+
+  for var in "${!SECRET_ARN_@}"; do
+    key=${var#SECRET_ARN_}
+    json=$(retry aws secretsmanager get-secret-value --secret-id "${!var}" --query SecretString --output text) ||
+      fail "cannot read secret ${key,,} (${!var})"
+    printf -v "$key" '%s' "$(python3 -c 'import json, sys; s = json.loads(sys.argv[1]); print(s["prefix"] + s["random"])' "$json")"
+  done
+
+  local template rendered home=$ROOT/home/$CODE_SERVER_USER
+  for template in "$INSTALL_DIR"/env/*.env; do
+    rendered=$(render "$template")
+    install_content "$ENV_DIR/$(basename "$template")" 0600 root:root "$rendered"
+  done
+  mkdir -p "$home/.config/code-server"
+  chown "$CODE_SERVER_USER:$CODE_SERVER_USER" "$home/.config" "$home/.config/code-server"
+  rendered=$(render "$INSTALL_DIR/code-server/config.yaml")
+  install_content "$home/.config/code-server/config.yaml" 0600 "$CODE_SERVER_USER:$CODE_SERVER_USER" "$rendered"
+  end_phase
+}
+
+as_code_server_user() {
+  runuser -u "$CODE_SERVER_USER" -- env HOME="/home/$CODE_SERVER_USER" "$@"
+}
+
+phase_code_server() {
+  start_phase code-server
+  local arch=amd64
+  [[ $(uname -m) == aarch64 ]] && arch=arm64
+  if ! rpm -q "code-server-$CODE_SERVER_VERSION" >/dev/null 2>&1; then
+    retry curl -fsSL -o "$STATE_DIR/code-server.rpm" \
+      "https://github.com/coder/code-server/releases/download/v$CODE_SERVER_VERSION/code-server-$CODE_SERVER_VERSION-$arch.rpm" ||
+      fail "could not download code-server $CODE_SERVER_VERSION"
+    retry rpm -U --replacepkgs "$STATE_DIR/code-server.rpm" || fail "could not install code-server $CODE_SERVER_VERSION"
+  fi
+  local extension=saoudrizwan.claude-dev
+  if ! as_code_server_user code-server --list-extensions --show-versions 2>/dev/null |
+    grep -qx "$extension@$CLINE_VERSION"; then
+    retry as_code_server_user code-server --install-extension "$extension@$CLINE_VERSION" ||
+      fail "could not install Cline $CLINE_VERSION from Open VSX"
+  fi
+  retry systemctl enable --now "code-server@$CODE_SERVER_USER" || fail "code-server did not start"
+  end_phase
+}
+
+phase_services() {
+  start_phase services
+  local project unit
+  for unit in "$INSTALL_DIR"/systemd/*.service; do
+    install_content "$SYSTEMD_DIR/$(basename "$unit")" 0644 root:root "$(<"$unit")"
+  done
+  retry systemctl daemon-reload || fail "systemd could not reload its units"
+  for project in "${PROJECTS[@]}"; do
+    retry docker compose --project-directory "$INSTALL_DIR/$project" pull --quiet ||
+      fail "image pull failed for the $project project"
+  done
+  for project in "${PROJECTS[@]}"; do
+    retry systemctl enable --now "workbench-$project.service" || fail "workbench-$project.service did not start"
+  done
+  end_phase
+}
+
+# name|URL|what a healthy answer contains
+HEALTH_CHECKS=(
+  "langfuse-web|http://127.0.0.1:3000/api/public/health|OK"
+  "langfuse-worker|http://127.0.0.1:3030/api/health|"
+  "litellm|http://127.0.0.1:4000/health/readiness|\"db\":\"connected\""
+  "code-server|http://127.0.0.1:8080/healthz|alive"
+)
+
+service_logs() {
+  case $1 in
+    code-server) journalctl -u "code-server@$CODE_SERVER_USER" -n 15 --no-pager ;;
+    litellm) docker compose --project-directory "$INSTALL_DIR/litellm" logs --no-color --tail 15 litellm ;;
+    *) docker compose --project-directory "$INSTALL_DIR/langfuse" logs --no-color --tail 15 "$1" ;;
+  esac
+}
+
+phase_health() {
+  start_phase health
+  local check name url expect answer pending
+  local deadline=$((SECONDS + HEALTH_TIMEOUT_SECONDS))
+  while :; do
+    pending=()
+    for check in "${HEALTH_CHECKS[@]}"; do
+      IFS='|' read -r name url expect <<<"$check"
+      answer=$(curl -fsS --max-time 5 "$url" 2>&1) && [[ $answer == *"$expect"* ]] || pending+=("$name")
+    done
+    ((${#pending[@]} == 0)) && break
+    if ((SECONDS >= deadline)); then
+      service_logs "${pending[0]}" >"$STATE_DIR/last-output" 2>&1 || true
+      fail "service ${pending[0]} never became healthy within ${HEALTH_TIMEOUT_SECONDS}s (still waiting: ${pending[*]})"
+    fi
+    sleep 5
+  done
+  log "all services healthy: ${HEALTH_CHECKS[*]%%|*}"
+  end_phase
+}
+
+run_phases() {
+  PHASE_SECONDS=()
+  phase_preflight
+  phase_docker
+  phase_config
+  phase_code_server
+  phase_services
+  phase_health
+  local phases
+  phases=$(IFS=,; printf '%s' "${PHASE_SECONDS[*]}")
+  signal SUCCESS "workbench ready in ${SECONDS}s" "{\"time_to_ready_seconds\": $SECONDS, \"phases\": {$phases}}"
+}
+
+main() {
+  mkdir -p "$STATE_DIR" "$(dirname "$LOG_FILE")"
+  chmod 0700 "$STATE_DIR"
+  set -a
+  # shellcheck source=/dev/null
+  source "$DEPLOYMENT_ENV"
+  set +a
+  if [[ ${1:-} == --phases ]]; then
+    trap 'fail "unexpected error at line $LINENO"' ERR
+    run_phases
+    return
+  fi
+  exec > >(tee -a "$LOG_FILE") 2>&1
+  log "boot of workbench $WORKBENCH_NAME started"
+  # The phases run under a deadline, so a hung step still ends in a failure signal with its
+  # phase rather than in CloudFormation's silent wait-condition timeout.
+  local status=0
+  timeout "$BOOT_DEADLINE_SECONDS" bash "$0" --phases || status=$?
+  if ((status != 0)) && [[ ! -e $STATE_DIR/signalled ]]; then
+    PHASE=$(cat "$STATE_DIR/phase" 2>/dev/null || echo unknown)
+    ((status == 124)) && fail "boot timed out after ${BOOT_DEADLINE_SECONDS}s"
+    fail "boot stopped with exit status $status"
+  fi
+  return "$status"
+}
+
+main "$@"

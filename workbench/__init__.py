@@ -1,0 +1,1 @@
+"""Code shared by the CDK app and the operator tools: settings, naming, secrets, the bundle."""

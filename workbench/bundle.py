@@ -1,0 +1,73 @@
+"""Render the file tree the instance needs from the settings (no secret values in it).
+
+The stack ships this tree as an S3 asset; `make render OUT=dir` writes the same tree for
+review. Files under assets/ are copied, with @{key} placeholders filled from the settings;
+{{NAME}} placeholders stay for the boot script to fill on the box with secrets.
+"""
+
+from __future__ import annotations
+
+import shutil
+import string
+from pathlib import Path
+
+import yaml
+
+from workbench.settings import Settings
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+TEMPLATED_SUFFIXES = {".yaml"}
+
+
+class SynthTemplate(string.Template):
+    """@{key}: distinct from compose's ${VAR} and the boot script's {{NAME}}."""
+
+    delimiter = "@"
+
+
+def render(settings: Settings, out_dir: Path) -> Path:
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    values = vars(settings.versions)
+    for source in sorted(ASSETS.rglob("*")):
+        if source.is_dir():
+            continue
+        target = out_dir / source.relative_to(ASSETS)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.suffix in TEMPLATED_SUFFIXES:
+            target.write_text(SynthTemplate(source.read_text()).substitute(values))
+        else:
+            shutil.copyfile(source, target)
+    (out_dir / "litellm" / "config.yaml").write_text(litellm_config(settings))
+    return out_dir
+
+
+def litellm_config(settings: Settings) -> str:
+    config = {
+        "model_list": [
+            {
+                "model_name": model.name,
+                "litellm_params": {"model": f"bedrock/{model.model_id}", "aws_region_name": model.region},
+            }
+            for model in settings.models
+        ],
+        "litellm_settings": {
+            # OTLP to Langfuse v4's /api/public/otel endpoint; host and keys come from the env file.
+            "callbacks": ["langfuse_otel"],
+            "drop_params": True,
+        },
+        "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
+    }
+    header = "# Generated from workbench.yaml by workbench/bundle.py; edit the settings, not this file.\n"
+    return header + yaml.safe_dump(config, sort_keys=False)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from workbench import settings
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m workbench.bundle OUT_DIR")
+    print(render(settings.load(), Path(sys.argv[1])))

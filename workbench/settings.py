@@ -1,0 +1,313 @@
+"""Workbench settings: one YAML file, overridable key by key, validated before anything is built.
+
+Every error names the key, the bad value and what is allowed, so a mistake stops `cdk synth`
+with one readable line instead of failing a deploy ten minutes in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from workbench import instance_types
+
+DEFAULT_SETTINGS_FILE = Path(__file__).resolve().parent.parent / "workbench.yaml"
+
+MIN_VCPUS = 4
+MIN_MEMORY_GIB = 16
+MIN_ROOT_VOLUME_GIB = 50
+MAX_ROOT_VOLUME_GIB = 16384
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
+VPC_ID_PATTERN = re.compile(r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
+REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z0-9-]+$")
+MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# provider.model-name[-vN][:N], optionally behind a cross-region inference-profile prefix
+MODEL_ID_PATTERN = re.compile(r"^(?:(?P<geo>us|eu|apac|global|us-gov|jp|au|ca)\.)?[a-z0-9-]+\.[A-Za-z0-9._-]+(?::\d+)?$")
+
+# Each version must be exact (never "latest", never a bare major) and in the major line
+# this workbench is built and tested for.
+VERSION_RULES: dict[str, tuple[re.Pattern[str], str]] = {
+    "langfuse": (re.compile(r"^4\.\d+\.\d+$"), "an exact Langfuse v4 release such as 4.52.0"),
+    "litellm": (re.compile(r"^1\.\d+\.\d+$"), "an exact LiteLLM release such as 1.108.7"),
+    "postgres": (re.compile(r"^17\.\d+$"), "an exact PostgreSQL 17 release such as 17.6"),
+    "clickhouse": (re.compile(r"^25\.\d+\.\d+(\.\d+)?$"), "an exact ClickHouse 25.x release such as 25.12.5"),
+    "redis": (re.compile(r"^7\.\d+\.\d+$"), "an exact Redis 7 release such as 7.4.6"),
+    "code_server": (re.compile(r"^4\.\d+\.\d+$"), "an exact code-server 4 release such as 4.108.2"),
+    "cline": (re.compile(r"^3\.\d+\.\d+$"), "an exact Cline 3 release such as 3.51.0"),
+    "compose": (re.compile(r"^2\.\d+\.\d+$"), "an exact Docker Compose v2 release such as 2.40.3"),
+}
+
+# Docker Compose binaries are verified against these before they are installed.
+COMPOSE_SHA256: dict[str, dict[str, str]] = {
+    "2.40.3": {
+        "x86_64": "dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd372",
+        "aarch64": "d26373b19e89160546d15407516cc59f453030d9bc5b43ba7faf16f7b4980137",
+    },
+}
+
+TOP_LEVEL_KEYS = (
+    "name", "instance_type", "root_volume_gib", "vpc", "bedrock_region",
+    "models", "langfuse_admin_email", "versions",
+)
+MODEL_KEYS = ("name", "model_id", "region")
+# Context keys the CDK CLI itself may set that carry neither ':' nor '@'.
+CDK_PLAIN_CONTEXT_KEYS = frozenset({"acknowledged-issue-numbers", "cli-telemetry"})
+
+
+class SettingsError(ValueError):
+    """A setting is missing, unknown or out of range; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    model_id: str
+    region: str
+
+    @property
+    def inference_profile_geo(self) -> str | None:
+        """'us', 'eu', 'global', ... for an inference-profile id; None for a foundation model."""
+        return MODEL_ID_PATTERN.match(self.model_id).group("geo")
+
+    @property
+    def foundation_model_id(self) -> str:
+        geo = self.inference_profile_geo
+        return self.model_id[len(geo) + 1:] if geo else self.model_id
+
+
+@dataclass(frozen=True)
+class Versions:
+    langfuse: str
+    litellm: str
+    postgres: str
+    clickhouse: str
+    redis: str
+    code_server: str
+    cline: str
+    compose: str
+
+    @property
+    def compose_sha256(self) -> dict[str, str]:
+        return COMPOSE_SHA256[self.compose]
+
+
+@dataclass(frozen=True)
+class Settings:
+    name: str
+    instance_type: str
+    root_volume_gib: int
+    vpc: str
+    bedrock_region: str
+    models: tuple[Model, ...]
+    langfuse_admin_email: str
+    versions: Versions
+    shape: instance_types.InstanceShape = field(compare=False)
+
+    @property
+    def stack_name(self) -> str:
+        return stack_name_for(self.name)
+
+    @property
+    def uses_new_vpc(self) -> bool:
+        return self.vpc == "new"
+
+    @property
+    def architecture(self) -> str:
+        return self.shape.architecture
+
+
+def stack_name_for(workbench_name: str) -> str:
+    return f"ai-workbench-{workbench_name}"
+
+
+def load(path: Path = DEFAULT_SETTINGS_FILE, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Read the settings file, apply `key=value` overrides, validate everything."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as error:
+        raise SettingsError(f"{path}: not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
+    for key, value in (overrides or {}).items():
+        _apply_override(raw, key, value)
+    return parse(raw)
+
+
+def _apply_override(raw: dict, dotted_key: str, value: Any) -> None:
+    if isinstance(value, str):
+        # `-c` values arrive as strings: read them as YAML so numbers and JSON lists keep their type.
+        try:
+            value = yaml.safe_load(value) if value.strip() else value
+        except yaml.YAMLError:
+            pass
+    *parents, leaf = dotted_key.split(".")
+    target = raw
+    for part in parents:
+        if not isinstance(target.get(part), dict):
+            raise SettingsError(f"override {dotted_key!r}: {part!r} is not a group of settings")
+        target = target[part]
+    target[leaf] = value
+
+
+def parse(raw: Mapping[str, Any]) -> Settings:
+    _reject_unknown(raw, TOP_LEVEL_KEYS, "setting")
+    name = _name(_required(raw, "name"))
+    instance_type = _required(raw, "instance_type")
+    shape = _instance_shape(instance_type)
+    region = _region(_required(raw, "bedrock_region"), "bedrock_region")
+    return Settings(
+        name=name,
+        instance_type=instance_type,
+        root_volume_gib=_root_volume(_required(raw, "root_volume_gib")),
+        vpc=_vpc(_required(raw, "vpc")),
+        bedrock_region=region,
+        models=_models(_required(raw, "models"), region),
+        langfuse_admin_email=_email(_required(raw, "langfuse_admin_email")),
+        versions=_versions(_required(raw, "versions")),
+        shape=shape,
+    )
+
+
+def _reject_unknown(raw: Mapping[str, Any], allowed: tuple[str, ...], what: str) -> None:
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        raise SettingsError(f"unknown {what} {unknown[0]!r}; allowed: {', '.join(allowed)}")
+
+
+def _required(raw: Mapping[str, Any], key: str) -> Any:
+    if key not in raw or raw[key] is None:
+        raise SettingsError(f"{key}: missing; it has no default")
+    return raw[key]
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+        raise SettingsError(
+            f"name: {value!r} is not allowed; use 1-24 lowercase letters, digits or hyphens, "
+            "starting with a letter (it becomes part of the stack name)"
+        )
+    return value
+
+
+def _instance_shape(value: Any) -> instance_types.InstanceShape:
+    if not isinstance(value, str):
+        raise SettingsError(f"instance_type: {value!r} is not an instance type name such as m7g.xlarge")
+    try:
+        shape = instance_types.describe(value)
+    except ValueError as error:
+        raise SettingsError(f"instance_type: {value!r}: {error}") from error
+    if shape.vcpus < MIN_VCPUS or shape.memory_gib < MIN_MEMORY_GIB:
+        raise SettingsError(
+            f"instance_type: {value!r} has {shape.vcpus} vCPU and {shape.memory_gib} GiB; "
+            f"Langfuse needs at least {MIN_VCPUS} vCPU and {MIN_MEMORY_GIB} GiB on a single VM "
+            "(its documented minimum), e.g. m7g.xlarge or m7i.xlarge"
+        )
+    return shape
+
+
+def _root_volume(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SettingsError(f"root_volume_gib: {value!r} is not a whole number of GiB")
+    if not MIN_ROOT_VOLUME_GIB <= value <= MAX_ROOT_VOLUME_GIB:
+        raise SettingsError(
+            f"root_volume_gib: {value} is out of range; allowed {MIN_ROOT_VOLUME_GIB}-{MAX_ROOT_VOLUME_GIB} "
+            "(container images and the Langfuse databases need at least 50 GiB)"
+        )
+    return value
+
+
+def _vpc(value: Any) -> str:
+    if value == "new" or (isinstance(value, str) and VPC_ID_PATTERN.match(value)):
+        return value
+    raise SettingsError(f"vpc: {value!r} is not allowed; use \"new\" or an existing VPC id such as vpc-0123456789abcdef0")
+
+
+def _region(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not REGION_PATTERN.match(value):
+        raise SettingsError(f"{key}: {value!r} is not an AWS region name such as us-east-1")
+    return value
+
+
+def _email(value: Any) -> str:
+    if not isinstance(value, str) or not EMAIL_PATTERN.match(value):
+        raise SettingsError(f"langfuse_admin_email: {value!r} is not an email address such as admin@example.com")
+    return value
+
+
+def _models(value: Any, default_region: str) -> tuple[Model, ...]:
+    if isinstance(value, str):
+        raise SettingsError(f"models: {value!r} is not a list; give a list of {{name, model_id[, region]}}")
+    if not isinstance(value, list) or not value:
+        raise SettingsError(f"models: {value!r} must be a non-empty list of {{name, model_id[, region]}}")
+    models = []
+    for index, entry in enumerate(value):
+        where = f"models[{index}]"
+        if not isinstance(entry, dict):
+            raise SettingsError(f"{where}: {entry!r} is not a mapping with name and model_id")
+        _reject_unknown(entry, MODEL_KEYS, f"key in {where}:")
+        name = _required_in(entry, "name", where)
+        if not isinstance(name, str) or not MODEL_NAME_PATTERN.match(name):
+            raise SettingsError(
+                f"{where}.name: {name!r} is not allowed; use up to 64 letters, digits, '.', '_' or '-'"
+            )
+        model_id = _required_in(entry, "model_id", where)
+        if not isinstance(model_id, str) or not MODEL_ID_PATTERN.match(model_id):
+            raise SettingsError(
+                f"{where}.model_id: {model_id!r} is not a Bedrock model id; use a foundation-model id such as "
+                "anthropic.claude-3-5-haiku-20241022-v1:0 or an inference profile such as "
+                "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+            )
+        region = _region(entry.get("region", default_region), f"{where}.region")
+        models.append(Model(name, model_id, region))
+    names = [model.name for model in models]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SettingsError(f"models: name {duplicates[0]!r} is used twice; each model needs its own name")
+    return tuple(models)
+
+
+def _required_in(entry: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in entry:
+        raise SettingsError(f"{where}.{key}: missing")
+    return entry[key]
+
+
+def _versions(value: Any) -> Versions:
+    if not isinstance(value, dict):
+        raise SettingsError(f"versions: {value!r} must be a mapping of component to exact version")
+    _reject_unknown(value, tuple(VERSION_RULES), "key in versions:")
+    checked = {}
+    for key, (pattern, allowed) in VERSION_RULES.items():
+        version = _required_in(value, key, "versions")
+        version = str(version) if isinstance(version, (int, float)) and not isinstance(version, bool) else version
+        if not isinstance(version, str) or not pattern.match(version):
+            raise SettingsError(f"versions.{key}: {version!r} is not allowed; use {allowed}")
+        checked[key] = version
+    if checked["compose"] not in COMPOSE_SHA256:
+        raise SettingsError(
+            f"versions.compose: {checked['compose']!r} has no known checksum; known: "
+            f"{', '.join(COMPOSE_SHA256)} (add the release's sha256 for x86_64 and aarch64 to "
+            "COMPOSE_SHA256 in workbench/settings.py)"
+        )
+    return Versions(**checked)
+
+
+def context_overrides(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The `-c key=value` pairs meant for us, out of all the CDK context.
+
+    CDK's own keys (feature flags, lookups) contain ':' or start with '@'; anything else is
+    ours and is validated, so a misspelt override is an error rather than silently ignored.
+    """
+    return {
+        key: value
+        for key, value in context.items()
+        if ":" not in key and not key.startswith("@") and key not in CDK_PLAIN_CONTEXT_KEYS
+    }
+
+
