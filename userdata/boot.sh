@@ -33,6 +33,8 @@ retry() {
   for ((attempt = 1; attempt <= RETRY_ATTEMPTS; attempt++)); do
     if "$@" >"$STATE_DIR/last-output" 2>&1; then
       cat "$STATE_DIR/last-output"
+      # Only a failure's output may go into a signal: a success's may hold a secret.
+      : >"$STATE_DIR/last-output"
       return 0
     fi
     log "attempt $attempt/$RETRY_ATTEMPTS failed: $*"
@@ -147,7 +149,7 @@ phase_config() {
   for var in "${!SECRET_ARN_@}"; do
     key=${var#SECRET_ARN_}
     json=$(retry aws secretsmanager get-secret-value --secret-id "${!var}" --query SecretString --output text) ||
-      fail "cannot read secret ${key,,} (${!var})"
+      fail "cannot read secret $(tr '[:upper:]_' '[:lower:]-' <<<"$key") (${!var})"
     printf -v "$key" '%s' "$(python3 -c 'import json, sys; s = json.loads(sys.argv[1]); print(s["prefix"] + s["random"])' "$json")"
   done
 
@@ -204,31 +206,36 @@ phase_services() {
   end_phase
 }
 
-# name|URL|what a healthy answer contains
+# name|URL|what a healthy answer contains|whether it needs the LiteLLM master key
 HEALTH_CHECKS=(
-  "langfuse-web|http://127.0.0.1:3000/api/public/health|OK"
-  "langfuse-worker|http://127.0.0.1:3030/api/health|"
-  "litellm|http://127.0.0.1:4000/health/readiness|\"db\":\"connected\""
-  "code-server|http://127.0.0.1:8080/healthz|alive"
+  "langfuse-web|http://127.0.0.1:3000/api/public/health|OK|"
+  "langfuse-worker|http://127.0.0.1:3030/api/health||"
+  "litellm|http://127.0.0.1:4000/health/readiness/details|\"db\":\"connected\"|key"
+  "litellm-langfuse-callback|http://127.0.0.1:4000/health/readiness/details|LangfuseOtelLogger|key"
+  "code-server|http://127.0.0.1:8080/healthz|alive|"
 )
 
 service_logs() {
   case $1 in
     code-server) journalctl -u "code-server@$CODE_SERVER_USER" -n 15 --no-pager ;;
-    litellm) docker compose --project-directory "$INSTALL_DIR/litellm" logs --no-color --tail 15 litellm ;;
+    litellm*) docker compose --project-directory "$INSTALL_DIR/litellm" logs --no-color --tail 15 litellm ;;
     *) docker compose --project-directory "$INSTALL_DIR/langfuse" logs --no-color --tail 15 "$1" ;;
   esac
 }
 
 phase_health() {
   start_phase health
-  local check name url expect answer pending
+  local check name url expect auth answer pending headers=$STATE_DIR/litellm-auth-header
   local deadline=$((SECONDS + HEALTH_TIMEOUT_SECONDS))
+  # In a 0600 file rather than on curl's command line, where any local user could read it.
+  install_content "$headers" 0600 root:root "Authorization: Bearer $LITELLM_MASTER_KEY"
   while :; do
     pending=()
     for check in "${HEALTH_CHECKS[@]}"; do
-      IFS='|' read -r name url expect <<<"$check"
-      answer=$(curl -fsS --max-time 5 "$url" 2>&1) && [[ $answer == *"$expect"* ]] || pending+=("$name")
+      IFS='|' read -r name url expect auth <<<"$check"
+      local curl_args=(-fsS --max-time 5)
+      [[ $auth == key ]] && curl_args+=(-H "@$headers")
+      answer=$(curl "${curl_args[@]}" "$url" 2>&1) && [[ $answer == *"$expect"* ]] || pending+=("$name")
     done
     ((${#pending[@]} == 0)) && break
     if ((SECONDS >= deadline)); then
