@@ -135,7 +135,7 @@ def test_env_files_are_root_only_and_hold_the_secrets(booted):
     assert "LANGFUSE_PUBLIC_KEY=pk-lf-langfusepublickeyValue" in litellm
     code_server = box.root / "home/ec2-user/.config/code-server/config.yaml"
     assert stat.S_IMODE(code_server.stat().st_mode) == 0o600
-    assert "password: codeserverpasswordValue" in code_server.read_text()
+    assert "password: \"codeserverpasswordValue\"" in code_server.read_text()
     assert box.called("chown ec2-user:ec2-user") >= 1
 
 
