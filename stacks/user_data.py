@@ -4,6 +4,8 @@ Only names, ARNs and S3 locations go in here — never a secret value; the boot 
 those itself with the instance role.
 """
 
+import base64
+import gzip
 from pathlib import Path
 
 from aws_cdk import aws_ec2 as ec2
@@ -30,10 +32,18 @@ def boot_user_data(deployment: dict[str, str]) -> ec2.UserData:
         f"cat > {DEPLOYMENT_ENV} <<'DEPLOYMENT_ENV'",
         *settings_lines,
         "DEPLOYMENT_ENV",
-        f"cat > {INSTALLED_BOOT_SCRIPT} <<'BOOT_SCRIPT'",
-        BOOT_SCRIPT.read_text().rstrip("\n"),
+        # Compressed: EC2 caps user data at 16 KiB and the script alone is close to that.
+        f"base64 -d <<'BOOT_SCRIPT' | gunzip > {INSTALLED_BOOT_SCRIPT}",
+        compressed_boot_script(),
         "BOOT_SCRIPT",
         f"chmod 0755 {INSTALLED_BOOT_SCRIPT}",
         f"exec {INSTALLED_BOOT_SCRIPT}",
     )
     return user_data
+
+
+def compressed_boot_script() -> str:
+    """userdata/boot.sh, gzipped (with a fixed timestamp, so synth is repeatable) and base64-encoded."""
+    packed = gzip.compress(BOOT_SCRIPT.read_bytes(), mtime=0)
+    encoded = base64.b64encode(packed).decode()
+    return "\n".join(encoded[i:i + 76] for i in range(0, len(encoded), 76))

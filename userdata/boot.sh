@@ -258,7 +258,7 @@ run_phases() {
   phase_health
   local phases
   phases=$(IFS=,; printf '%s' "${PHASE_SECONDS[*]}")
-  signal SUCCESS "workbench ready in ${SECONDS}s" "{\"time_to_ready_seconds\": $SECONDS, \"phases\": {$phases}}"
+  signal SUCCESS "workbench ready in ${SECONDS}s ({$phases})" "{\"time_to_ready_seconds\": $SECONDS, \"phases\": {$phases}}"
 }
 
 main() {

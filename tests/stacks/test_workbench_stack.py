@@ -1,5 +1,7 @@
 """Template assertions on the synthesized workbench stack (cdk-nag runs in every synth)."""
 
+import base64
+import gzip
 import json
 import re
 
@@ -7,6 +9,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from conftest import ACCOUNT, PINNED_IMAGE, REGION, pinned_context, synth, template_of
+from stacks.user_data import compressed_boot_script
 from workbench.secrets import SECRETS
 
 
@@ -81,7 +84,9 @@ def test_deploy_waits_for_the_boot_signal_for_thirty_minutes(default_json):
 
 def test_user_data_carries_the_boot_script_but_no_secret_value(default_json):
     user_data = json.dumps(only(default_json, "AWS::EC2::Instance")["Properties"]["UserData"])
-    assert "workbench-boot" in user_data and "phase_health" in user_data
+    assert "workbench-boot" in user_data
+    assert compressed_boot_script().replace("\n", "\\n") in user_data
+    assert b"phase_health" in gzip.decompress(base64.b64decode(compressed_boot_script()))
     assert "SECRET_ARN_LANGFUSE_ENCRYPTION_KEY" in user_data
     assert "resolve:secretsmanager" not in json.dumps(default_json)  # no dynamic reference to a value
     secret_ids = set(resources(default_json, "AWS::SecretsManager::Secret"))

@@ -1,0 +1,189 @@
+"""The real LiteLLM proxy (the version we deploy) loading the config and env file we ship.
+
+Bedrock and Langfuse are played by local fakes: LiteLLM sends a real SigV4-signed Converse
+call to the fake Bedrock and exports its OTLP trace to the fake Langfuse, which proves the
+wiring (model ids, callback, host, key pair) end to end without AWS or the internet.
+"""
+
+import base64
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workbench import bundle, settings
+
+MASTER_KEY = "sk-testmasterkey"
+PUBLIC_KEY, SECRET_KEY = "pk-lf-testpublic", "sk-lf-testsecret"
+LITELLM = Path(sys.executable).parent / "litellm"
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Records every POST; answers Converse calls like Bedrock and OTLP posts like Langfuse."""
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.server.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+        if self.path.endswith("/converse"):
+            reply = {
+                "output": {"message": {"role": "assistant", "content": [{"text": "Hello from fake Bedrock"}]}},
+                "stopReason": "end_turn",
+                "usage": {"inputTokens": 5, "outputTokens": 4, "totalTokens": 9},
+                "metrics": {"latencyMs": 12},
+            }
+            payload, content_type = json.dumps(reply).encode(), "application/json"
+        else:
+            payload, content_type = b"", "application/x-protobuf"
+        self.send_response(200)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+def serve() -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    server.requests = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def request(port, path, key=None, body=None):
+    headers = {"content-type": "application/json"}
+    if key:
+        headers["authorization"] = f"Bearer {key}"
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode() if body else None,
+                                 headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def shipped_env(tree: Path, langfuse_url: str) -> dict[str, str]:
+    """env/litellm.env as the boot script renders it, with test values for the placeholders."""
+    values = {"LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_SALT_KEY": "sk-testsalt", "LITELLM_DB_PASSWORD": "unused",
+              "AWS_REGION": "us-east-1", "LANGFUSE_PUBLIC_KEY": PUBLIC_KEY, "LANGFUSE_SECRET_KEY": SECRET_KEY}
+    env = {}
+    for line in (tree / "env" / "litellm.env").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            env[key] = re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], value)
+    # The Langfuse container's name only resolves on the box; here the fake listens locally.
+    assert env["LANGFUSE_OTEL_HOST"] == env["LANGFUSE_HOST"] == "http://langfuse-web:3000"
+    env["LANGFUSE_OTEL_HOST"] = env["LANGFUSE_HOST"] = langfuse_url
+    # No database offline: Prisma would download its engines (the deployed image has them).
+    del env["DATABASE_URL"]
+    return env
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory):
+    if not LITELLM.exists():
+        pytest.fail(f"{LITELLM} missing: install requirements-dev.txt")
+    workdir = tmp_path_factory.mktemp("litellm")
+    tree = bundle.render(settings.load(), workdir / "bundle")
+    bedrock, langfuse = serve(), serve()
+    config = yaml.safe_load((tree / "litellm" / "config.yaml").read_text())
+    for model in config["model_list"]:  # the only change to the shipped config: where Bedrock is
+        model["litellm_params"]["aws_bedrock_runtime_endpoint"] = f"http://127.0.0.1:{bedrock.server_port}"
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {
+        "PATH": os.environ["PATH"], "HOME": str(workdir),
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_OFFLINE_MODE": "true",
+        "AWS_ACCESS_KEY_ID": "AKIATESTTESTTESTTEST", "AWS_SECRET_ACCESS_KEY": "test-secret",
+        "OTEL_BSP_SCHEDULE_DELAY": "500",
+        **shipped_env(tree, f"http://127.0.0.1:{langfuse.server_port}"),
+    }
+    port = free_port()
+    log = open(workdir / "proxy.log", "w")
+    process = subprocess.Popen([str(LITELLM), "--config", str(workdir / "config.yaml"), "--host", "127.0.0.1",
+                                "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    deadline = time.monotonic() + 90
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"proxy exited with {process.returncode}:\n{(workdir / 'proxy.log').read_text()[-3000:]}")
+        try:
+            if request(port, "/health/liveliness")[0] == 200:
+                break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("proxy did not answer /health/liveliness within 90 s")
+        time.sleep(0.25)
+    yield {"port": port, "bedrock": bedrock, "langfuse": langfuse, "process": process}
+    process.send_signal(signal.SIGINT)  # SIGINT flushes pending spans; see the compose stop_signal
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    bedrock.shutdown()
+    langfuse.shutdown()
+    log.close()
+
+
+def test_liveliness(proxy):
+    assert request(proxy["port"], "/health/liveliness")[0] == 200
+
+
+def test_models_are_listed_with_the_master_key_and_refused_without(proxy):
+    status, body = request(proxy["port"], "/v1/models", key=MASTER_KEY)
+    assert status == 200
+    assert [m["id"] for m in body["data"]] == [m.name for m in settings.load().models]
+    assert request(proxy["port"], "/v1/models")[0] == 401
+
+
+def test_langfuse_callback_is_active(proxy):
+    status, body = request(proxy["port"], "/health/readiness/details", key=MASTER_KEY)
+    assert status == 200
+    assert "LangfuseOtelLogger" in body["success_callbacks"]
+    assert body["litellm_version"] == settings.load().versions.litellm
+
+
+def test_completion_goes_to_bedrock_and_its_trace_reaches_langfuse_with_the_project_keys(proxy):
+    model = settings.load().models[0]
+    status, body = request(proxy["port"], "/v1/chat/completions", key=MASTER_KEY,
+                           body={"model": model.name, "messages": [{"role": "user", "content": "Hi"}]})
+    assert status == 200, body
+    assert body["choices"][0]["message"]["content"] == "Hello from fake Bedrock"
+
+    path, headers, _ = proxy["bedrock"].requests[-1]
+    assert path == f"/model/{urllib.parse.quote(model.model_id, safe='')}/converse"
+    assert headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIATESTTESTTESTTEST/")
+    assert f"/{model.region}/bedrock/aws4_request" in headers["authorization"]
+
+    started = time.monotonic()
+    while not any(b"litellm_request" in body for _, _, body in proxy["langfuse"].requests):
+        assert time.monotonic() < started + 30, "no trace reached the fake Langfuse within 30 s"
+        time.sleep(0.2)
+    path, headers, body = next(r for r in proxy["langfuse"].requests if b"litellm_request" in r[2])
+    assert path == "/api/public/otel/v1/traces"
+    expected = base64.b64encode(f"{PUBLIC_KEY}:{SECRET_KEY}".encode()).decode()
+    assert headers["authorization"] == f"Basic {expected}"
+    assert headers["content-type"] == "application/x-protobuf"
+    assert b"langfuse.observation.type" in body and b"generation" in body
+    assert b"Hello from fake Bedrock" in body
