@@ -42,8 +42,9 @@ deploy: install
 destroy: install
 	$(CDK) destroy --force $(CDK_ARGS)
 
+# The venv's tools (shellcheck, cfn-lint, litellm) first on PATH, as on an activated venv.
 test: install
-	$(BIN)/python -m pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 clean:
 	rm -rf cdk.out .pytest_cache
