@@ -9,7 +9,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from conftest import ACCOUNT, PINNED_IMAGE, REGION, pinned_context, synth, template_of
-from stacks.user_data import compressed_boot_script
+from stacks.user_data import USER_DATA_LIMIT_BYTES, compressed_boot_script
 from workbench.secrets import SECRETS
 
 
@@ -102,7 +102,7 @@ def test_user_data_fits_in_ec2s_16_kib_limit(default_json):
     # Upper bounds of what the tokens resolve to: the wait handle's presigned URL (~600 bytes
     # seen in practice), and ARNs, bucket names, the bundle URL and the region.
     resolved = sum(1200 if p == {"Ref": handle_id} else 200 for p in parts if not isinstance(p, str))
-    assert literal + resolved < 16 * 1024
+    assert literal + resolved < USER_DATA_LIMIT_BYTES
 
 
 def test_a_redeploy_with_unchanged_settings_keeps_the_instance(default_json):
