@@ -7,7 +7,7 @@ CDK := npx --no-install cdk
 # System packages: python3 with venv, Node.js with npm (CDK CLI), git.
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help install deploy destroy synth render test test-fast deploy-local destroy-local clean
+.PHONY: help install deploy destroy synth render test deploy-local destroy-local clean
 
 help:
 	@echo "make deploy         deploy to the AWS account of your current credentials"
@@ -15,6 +15,8 @@ help:
 	@echo "make synth          synthesize the CloudFormation template (no AWS access needed)"
 	@echo "make render OUT=dir write the file bundle the instance receives, for review"
 	@echo "make test           run every test"
+	@echo "make deploy-local   no AWS account: deploy into a local AWS emulator and check it"
+	@echo "make destroy-local  destroy that local deployment and check nothing is left"
 
 $(BIN)/activate: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,9 +44,15 @@ deploy: install
 destroy: install
 	$(CDK) destroy --force $(CDK_ARGS)
 
+deploy-local: install
+	$(BIN)/python -m workbench.local_deploy deploy
+
+destroy-local: install
+	$(BIN)/python -m workbench.local_deploy destroy
+
 # The venv's tools (shellcheck, cfn-lint, litellm) first on PATH, as on an activated venv.
 test: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 clean:
-	rm -rf cdk.out .pytest_cache
+	rm -rf cdk.out .pytest_cache .local-aws

@@ -1,0 +1,211 @@
+"""A local AWS emulator for deploying the workbench without an account: moto server, patched.
+
+moto 5.2.5 (pinned in requirements-dev.txt) accepts every resource of the stack but cannot
+delete some network resources through CloudFormation, runs Lambda-backed custom resources
+only in Docker, and ignores a few properties. The patches below close exactly those gaps,
+in the emulator only — nothing here changes what real users deploy:
+
+- delete support for RouteTable, Route, SubnetRouteTableAssociation, VPCGatewayAttachment and
+  InternetGateway, so destroying a new VPC does not fail with DependencyViolation;
+- custom resources (CDK's S3 auto-delete-objects) complete at once instead of invoking Lambda
+  in a container; the emulated bucket is emptied by the harness before destroy instead;
+- a role's ManagedPolicyArns are attached, and an instance's MetadataOptions applied, so they
+  can be checked with boto3 like the rest;
+- AWS::SecretsManager::Secret, which moto's CloudFormation does not support at all: created
+  (GenerateSecretString honoured) and deleted through moto's Secrets Manager;
+- the wait condition completes at once (no instance boots in an emulator) with Data saying so,
+  where moto has no model for it and so cannot resolve the BootReport output.
+
+Run: python -m workbench.emulator PORT
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from moto.cloudformation import custom_model, parsing
+from moto.core.common_models import CloudFormationModel
+from moto.ec2.models import ec2_backends
+from moto.ec2.models.instances import Instance, MetadataOptions
+from moto.ec2.models.internet_gateways import InternetGateway
+from moto.ec2.models.route_tables import Route, RouteTable
+from moto.ec2.models.subnets import SubnetRouteTableAssociation
+from moto.ec2.models.vpn_gateway import VPCGatewayAttachment
+from moto.iam.models import Role, iam_backends
+from moto.secretsmanager.models import secretsmanager_backends
+from moto.server import main as moto_server_main
+from moto.utilities.utils import get_partition
+
+
+def _ec2(account_id: str, region: str):
+    return ec2_backends[account_id][region]
+
+
+def _delete_route_table(self: RouteTable, account_id: str, region: str) -> None:
+    _ec2(account_id, region).delete_route_table(self.id)
+
+
+def _delete_route(self: Route, account_id: str, region: str) -> None:
+    backend = _ec2(account_id, region)
+    if self.route_table.id in backend.route_tables:  # a deleted table took its routes with it
+        backend.delete_route(self.route_table.id, self.destination_cidr_block)
+
+
+def _delete_association(self: SubnetRouteTableAssociation, account_id: str, region: str) -> None:
+    _ec2(account_id, region).subnet_associations.pop(f"{self.route_table_id}:{self.subnet_id}", None)
+
+
+def _delete_gateway_attachment(self: VPCGatewayAttachment, account_id: str, region: str) -> None:
+    if self.gateway_id and self.gateway_id.startswith("igw-"):
+        _ec2(account_id, region).detach_internet_gateway(self.gateway_id, self.vpc_id)
+
+
+def _delete_internet_gateway(self: InternetGateway, account_id: str, region: str) -> None:
+    _ec2(account_id, region).delete_internet_gateway(self.id)
+
+
+def _create_custom_resource(cls, resource_name: str, cloudformation_json: dict, account_id: str,
+                            region_name: str, **kwargs: Any) -> custom_model.CustomModel:
+    resource = custom_model.CustomModel(region_name, "emulated", kwargs["LogicalId"], resource_name)
+    resource.set_data({})
+    return resource
+
+
+def _patch_role_creation() -> None:
+    original = Role.create_from_cloudformation_json.__func__
+
+    def create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        role = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        backend = iam_backends[account_id][get_partition(region_name)]
+        for arn in cloudformation_json.get("Properties", {}).get("ManagedPolicyArns", []):
+            backend.attach_role_policy(arn, role.name)
+        return role
+
+    Role.create_from_cloudformation_json = classmethod(create)
+    original_delete = Role.delete_from_cloudformation_json.__func__
+
+    def delete(cls, resource_name, cloudformation_json, account_id, region_name):
+        backend = iam_backends[account_id][get_partition(region_name)]
+        for role in backend.roles.values():
+            if role.name == resource_name:
+                for arn in list(role.managed_policies):
+                    backend.detach_role_policy(arn, role.name)
+        original_delete(cls, resource_name, cloudformation_json, account_id, region_name)
+
+    Role.delete_from_cloudformation_json = classmethod(delete)
+
+
+def _patch_instance_creation() -> None:
+    original = Instance.create_from_cloudformation_json.__func__
+
+    def create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        instance = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        options = cloudformation_json.get("Properties", {}).get("MetadataOptions")
+        if options:
+            instance.metadata_options = MetadataOptions(options)
+        return instance
+
+    Instance.create_from_cloudformation_json = classmethod(create)
+
+
+class EmulatedWaitCondition(CloudFormationModel):
+    # moto's model metaclass files each model under the service named in its module path.
+    __module__ = "moto.cloudformation.emulated"
+
+    def __init__(self, name: str):
+        self.name = name
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::CloudFormation::WaitCondition"
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        return cls(resource_name)
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr == "Data"
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        return json.dumps({"boot": "emulated: no instance boots in the local emulator"})
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+
+class EmulatedSecret(CloudFormationModel):
+    __module__ = "moto.secretsmanager.emulated"
+
+    def __init__(self, arn: str):
+        self.arn = arn
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::SecretsManager::Secret"
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "Name"
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        properties = cloudformation_json.get("Properties", {})
+        backend = secretsmanager_backends[account_id][region_name]
+        secret_string = properties.get("SecretString")
+        generate = properties.get("GenerateSecretString")
+        if generate:
+            password = json.loads(backend.get_random_password(
+                password_length=generate.get("PasswordLength", 32),
+                exclude_characters=generate.get("ExcludeCharacters", ""),
+                exclude_numbers=generate.get("ExcludeNumbers", False),
+                exclude_punctuation=generate.get("ExcludePunctuation", False),
+                exclude_uppercase=generate.get("ExcludeUppercase", False),
+                exclude_lowercase=generate.get("ExcludeLowercase", False),
+                include_space=generate.get("IncludeSpace", False),
+                require_each_included_type=generate.get("RequireEachIncludedType", True),
+            ))["RandomPassword"]
+            if "GenerateStringKey" in generate:
+                value = json.loads(generate.get("SecretStringTemplate", "{}"))
+                value[generate["GenerateStringKey"]] = password
+                secret_string = json.dumps(value)
+            else:
+                secret_string = password
+        secret, _ = backend._add_secret(
+            properties.get("Name", resource_name), secret_string=secret_string,
+            description=properties.get("Description"), tags=properties.get("Tags"),
+        )
+        return cls(secret.arn)
+
+    def delete(self, account_id: str, region: str) -> None:
+        secretsmanager_backends[account_id][region].delete_secret(
+            self.arn, recovery_window_in_days=None, force_delete_without_recovery=True)
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.arn
+
+
+def apply_patches() -> None:
+    parsing.NULL_MODELS.remove(EmulatedWaitCondition.cloudformation_type())
+    parsing.get_model_map.cache_clear()
+    RouteTable.delete = _delete_route_table
+    Route.delete = _delete_route
+    SubnetRouteTableAssociation.delete = _delete_association
+    VPCGatewayAttachment.delete = _delete_gateway_attachment
+    InternetGateway.delete = _delete_internet_gateway
+    custom_model.CustomModel.create_from_cloudformation_json = classmethod(_create_custom_resource)
+    _patch_role_creation()
+    _patch_instance_creation()
+
+
+if __name__ == "__main__":
+    apply_patches()
+    moto_server_main(["--host", "127.0.0.1", "--port", sys.argv[1]])
