@@ -69,12 +69,17 @@ class WorkbenchStack(Stack):
         )
         instance.grant(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[storage.bucket.bucket_arn]))
 
-        self._outputs(instance, secrets, boot_signal)
+        self._outputs(settings, instance, secrets, boot_signal)
 
-    def _outputs(self, instance: WorkbenchInstance, secrets: WorkbenchSecrets, boot_signal: BootSignal) -> None:
+    def _outputs(
+        self, settings: Settings, instance: WorkbenchInstance, secrets: WorkbenchSecrets, boot_signal: BootSignal
+    ) -> None:
         instance_id = instance.instance.instance_id
         CfnOutput(self, "InstanceId", value=instance_id, description="The workbench's EC2 instance")
         CfnOutput(self, "Region", value=Aws.REGION, description="Region of the workbench")
+        CfnOutput(self, "LangfuseAdminEmail", value=settings.langfuse_admin_email, description="Langfuse admin login")
+        CfnOutput(self, "LiteLLMModels", value=",".join(m.name for m in settings.models),
+                  description="Model names LiteLLM serves (what Cline asks for)")
         for service, port in SERVICE_PORTS.items():
             CfnOutput(
                 self,

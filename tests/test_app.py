@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ ACCEPTED_LINT_FINDINGS = ["E6101", "W3005"]
 
 
 def test_cfn_lint_finds_nothing_else(cli_synth):
-    result = subprocess.run(["cfn-lint", "--ignore-checks", *ACCEPTED_LINT_FINDINGS, "--",
+    result = subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), "--ignore-checks", *ACCEPTED_LINT_FINDINGS, "--",
                              str(cli_synth / "ai-workbench-default.template.json")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 

@@ -215,28 +215,40 @@ HEALTH_CHECKS=(
   "code-server|http://127.0.0.1:8080/healthz|alive|"
 )
 
+# The tail of one service's log; also what `workbench logs` shows (via `workbench-boot --logs`).
 service_logs() {
+  local lines=${2:-15}
   case $1 in
-    code-server) journalctl -u "code-server@$CODE_SERVER_USER" -n 15 --no-pager ;;
-    litellm*) docker compose --project-directory "$INSTALL_DIR/litellm" logs --no-color --tail 15 litellm ;;
-    *) docker compose --project-directory "$INSTALL_DIR/langfuse" logs --no-color --tail 15 "$1" ;;
+    boot) tail -n "$lines" "$LOG_FILE" ;;
+    code-server) journalctl -u "code-server@$CODE_SERVER_USER" -n "$lines" --no-pager ;;
+    litellm*) docker compose --project-directory "$INSTALL_DIR/litellm" logs --no-color --tail "$lines" "${1%-langfuse-callback}" ;;
+    *) docker compose --project-directory "$INSTALL_DIR/langfuse" logs --no-color --tail "$lines" "$1" ;;
   esac
+}
+
+# One "<name> healthy|unhealthy" line per check; also what `workbench status` shows (via
+# `workbench-boot --health`). The LiteLLM key header was written by the boot's health phase.
+health_report() {
+  local check name url expect auth answer
+  for check in "${HEALTH_CHECKS[@]}"; do
+    IFS='|' read -r name url expect auth <<<"$check"
+    local curl_args=(-fsS --max-time 5)
+    [[ $auth == key ]] && curl_args+=(-H "@$STATE_DIR/litellm-auth-header")
+    if answer=$(curl "${curl_args[@]}" "$url" 2>&1) && [[ $answer == *"$expect"* ]]; then
+      echo "$name healthy"
+    else
+      echo "$name unhealthy"
+    fi
+  done
 }
 
 phase_health() {
   start_phase health
-  local check name url expect auth answer pending headers=$STATE_DIR/litellm-auth-header
-  local deadline=$((SECONDS + HEALTH_TIMEOUT_SECONDS))
+  local pending deadline=$((SECONDS + HEALTH_TIMEOUT_SECONDS))
   # In a 0600 file rather than on curl's command line, where any local user could read it.
-  install_content "$headers" 0600 root:root "Authorization: Bearer $LITELLM_MASTER_KEY"
+  install_content "$STATE_DIR/litellm-auth-header" 0600 root:root "Authorization: Bearer $LITELLM_MASTER_KEY"
   while :; do
-    pending=()
-    for check in "${HEALTH_CHECKS[@]}"; do
-      IFS='|' read -r name url expect auth <<<"$check"
-      local curl_args=(-fsS --max-time 5)
-      [[ $auth == key ]] && curl_args+=(-H "@$headers")
-      answer=$(curl "${curl_args[@]}" "$url" 2>&1) && [[ $answer == *"$expect"* ]] || pending+=("$name")
-    done
+    mapfile -t pending < <(health_report | awk '$2 != "healthy" {print $1}')
     ((${#pending[@]} == 0)) && break
     if ((SECONDS >= deadline)); then
       service_logs "${pending[0]}" >"$STATE_DIR/last-output" 2>&1 || true
@@ -268,6 +280,10 @@ main() {
   # shellcheck source=/dev/null
   source "$DEPLOYMENT_ENV"
   set +a
+  case ${1:-} in
+    --health) health_report; return ;;
+    --logs) service_logs "${2:?--logs needs a service name}" "${3:-100}"; return ;;
+  esac
   if [[ ${1:-} == --phases ]]; then
     trap 'fail "unexpected error at line $LINENO"' ERR
     run_phases

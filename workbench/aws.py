@@ -1,0 +1,131 @@
+"""What the operator tools ask AWS about a deployed workbench, in one place (boto3)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import boto3
+import botocore.exceptions
+
+from workbench.secrets import secret_value
+from workbench.settings import stack_name_for
+
+STACK_PREFIX = stack_name_for("")
+
+
+class WorkbenchError(Exception):
+    """A problem the user can act on; the message is one line saying what and what to do."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    region: str
+    outputs: dict[str, str]
+
+    @property
+    def instance_id(self) -> str:
+        return self.outputs["InstanceId"]
+
+    def secret_arn(self, construct_id: str) -> str:
+        return self.outputs[f"Secret{construct_id}Arn"]
+
+
+class WorkbenchAws:
+    def __init__(self, region: str | None = None, profile: str | None = None):
+        try:
+            self.session = boto3.session.Session(region_name=region, profile_name=profile)
+        except botocore.exceptions.ProfileNotFound as error:
+            raise WorkbenchError(f"AWS profile not found: {error}") from error
+        if not self.session.region_name:
+            raise WorkbenchError("no AWS region: pass --region or set AWS_REGION")
+        self.region = self.session.region_name
+        self.profile = profile
+
+    def _call(self, service: str, operation: str, **kwargs):
+        client = self.session.client(service)
+        try:
+            return getattr(client, operation)(**kwargs)
+        except botocore.exceptions.NoCredentialsError as error:
+            raise WorkbenchError("no AWS credentials: run `aws configure` or set AWS_PROFILE") from error
+        except botocore.exceptions.ClientError as error:
+            code = error.response["Error"]["Code"]
+            if code in ("ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException"):
+                raise WorkbenchError(f"AWS credentials rejected ({code}): refresh them and try again") from error
+            raise
+
+    def deployment(self, name: str) -> Deployment:
+        stack_name = stack_name_for(name)
+        try:
+            stacks = self._call("cloudformation", "describe_stacks", StackName=stack_name)["Stacks"]
+        except botocore.exceptions.ClientError as error:
+            if "does not exist" in str(error):
+                raise WorkbenchError(
+                    f"no workbench named {name!r} in {self.region} (stack {stack_name} not found); "
+                    "deploy it with `make deploy` or see `workbench list`"
+                ) from error
+            raise
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+        if "InstanceId" not in outputs:
+            raise WorkbenchError(f"stack {stack_name} is {stacks[0]['StackStatus']} and has no instance yet")
+        return Deployment(name, self.region, outputs)
+
+    def deployments(self) -> list[tuple[str, str]]:
+        """(workbench name, stack status) of every workbench stack in the region."""
+        paginator = self.session.client("cloudformation").get_paginator("describe_stacks")
+        found = []
+        try:
+            for page in paginator.paginate():
+                for stack in page["Stacks"]:
+                    if stack["StackName"].startswith(STACK_PREFIX) and stack["StackStatus"] != "DELETE_COMPLETE":
+                        found.append((stack["StackName"][len(STACK_PREFIX):], stack["StackStatus"]))
+        except botocore.exceptions.NoCredentialsError as error:
+            raise WorkbenchError("no AWS credentials: run `aws configure` or set AWS_PROFILE") from error
+        return sorted(found)
+
+    def instance_state(self, instance_id: str) -> str:
+        try:
+            reservations = self._call("ec2", "describe_instances", InstanceIds=[instance_id])["Reservations"]
+        except botocore.exceptions.ClientError as error:
+            if "InvalidInstanceID" in str(error):
+                raise WorkbenchError(f"instance {instance_id} of this workbench no longer exists") from error
+            raise
+        instances = [i for r in reservations for i in r["Instances"]]
+        if not instances:
+            raise WorkbenchError(f"instance {instance_id} of this workbench no longer exists")
+        return instances[0]["State"]["Name"]
+
+    def start_instance(self, instance_id: str) -> None:
+        self._call("ec2", "start_instances", InstanceIds=[instance_id])
+
+    def ssm_ping(self, instance_id: str) -> str:
+        """'Online', 'ConnectionLost', 'Inactive' or 'Unknown' (agent never registered)."""
+        info = self._call("ssm", "describe_instance_information",
+                          Filters=[{"Key": "InstanceIds", "Values": [instance_id]}])["InstanceInformationList"]
+        return info[0]["PingStatus"] if info else "Unknown"
+
+    def secret(self, arn: str) -> str:
+        response = self._call("secretsmanager", "get_secret_value", SecretId=arn)
+        return secret_value(json.loads(response["SecretString"]))
+
+    def run_shell(self, instance_id: str, script: str, timeout_seconds: int = 60) -> str:
+        """Runs a shell script on the box through SSM Run Command; returns its standard output."""
+        command_id = self._call(
+            "ssm", "send_command", InstanceIds=[instance_id], DocumentName="AWS-RunShellScript",
+            Parameters={"commands": [script]}, TimeoutSeconds=timeout_seconds,
+        )["Command"]["CommandId"]
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            try:
+                invocation = self._call("ssm", "get_command_invocation", CommandId=command_id, InstanceId=instance_id)
+            except botocore.exceptions.ClientError as error:
+                if "InvocationDoesNotExist" not in str(error):
+                    raise
+                invocation = {"Status": "Pending"}
+            if invocation["Status"] in ("Success", "Failed"):
+                return invocation.get("StandardOutputContent", "")
+            if invocation["Status"] not in ("Pending", "InProgress", "Delayed") or time.monotonic() > deadline:
+                raise WorkbenchError(f"Run Command on {instance_id} ended {invocation['Status']}")
+            time.sleep(1)
