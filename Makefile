@@ -18,9 +18,10 @@ help:
 	@echo "make deploy-local   no AWS account: deploy into a local AWS emulator and check it"
 	@echo "make destroy-local  destroy that local deployment and check nothing is left"
 
-$(BIN)/activate: requirements.txt requirements-dev.txt
+$(BIN)/activate: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --editable .
 	touch $(BIN)/activate
 
 node_modules/.package-lock.json: package.json

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 
@@ -36,7 +37,9 @@ class Deployment:
 class WorkbenchAws:
     def __init__(self, region: str | None = None, profile: str | None = None):
         try:
-            self.session = boto3.session.Session(region_name=region, profile_name=profile)
+            # boto3 reads AWS_DEFAULT_REGION; the AWS CLI and CDK also honour AWS_REGION.
+            self.session = boto3.session.Session(region_name=region or os.environ.get("AWS_REGION"),
+                                                 profile_name=profile)
         except botocore.exceptions.ProfileNotFound as error:
             raise WorkbenchError(f"AWS profile not found: {error}") from error
         if not self.session.region_name:
@@ -50,6 +53,8 @@ class WorkbenchAws:
             return getattr(client, operation)(**kwargs)
         except botocore.exceptions.NoCredentialsError as error:
             raise WorkbenchError("no AWS credentials: run `aws configure` or set AWS_PROFILE") from error
+        except botocore.exceptions.EndpointConnectionError as error:
+            raise WorkbenchError(f"cannot reach AWS ({error})") from error
         except botocore.exceptions.ClientError as error:
             code = error.response["Error"]["Code"]
             if code in ("ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException"):
@@ -74,16 +79,15 @@ class WorkbenchAws:
 
     def deployments(self) -> list[tuple[str, str]]:
         """(workbench name, stack status) of every workbench stack in the region."""
-        paginator = self.session.client("cloudformation").get_paginator("describe_stacks")
-        found = []
-        try:
-            for page in paginator.paginate():
-                for stack in page["Stacks"]:
-                    if stack["StackName"].startswith(STACK_PREFIX) and stack["StackStatus"] != "DELETE_COMPLETE":
-                        found.append((stack["StackName"][len(STACK_PREFIX):], stack["StackStatus"]))
-        except botocore.exceptions.NoCredentialsError as error:
-            raise WorkbenchError("no AWS credentials: run `aws configure` or set AWS_PROFILE") from error
-        return sorted(found)
+        found, token = [], None
+        while True:
+            page = self._call("cloudformation", "describe_stacks", **({"NextToken": token} if token else {}))
+            for stack in page["Stacks"]:
+                if stack["StackName"].startswith(STACK_PREFIX) and stack["StackStatus"] != "DELETE_COMPLETE":
+                    found.append((stack["StackName"][len(STACK_PREFIX):], stack["StackStatus"]))
+            token = page.get("NextToken")
+            if not token:
+                return sorted(found)
 
     def instance_state(self, instance_id: str) -> str:
         try:

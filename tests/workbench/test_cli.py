@@ -1,0 +1,312 @@
+"""The operator CLI against moto (CloudFormation, EC2, Secrets Manager, SSM Run Command).
+
+moto has no SSM DescribeInstanceInformation, so the agent's ping status is set per test, and
+Run Command returns no output in moto, so tests that need the box's answer set it too. The
+`aws` and Session Manager plugin commands that `connect` runs are stubs (tests/workbench/stubs).
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from workbench import cli, connect
+from workbench.aws import WorkbenchAws
+from workbench.secrets import SECRETS
+
+STUBS = Path(__file__).resolve().parent / "stubs"
+REGION = "us-east-1"
+HEALTHY_REPORT = "\n".join(f"{name} healthy" for name in (
+    "langfuse-web", "langfuse-worker", "litellm", "litellm-langfuse-callback", "code-server")) + "\n"
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    for key in list(os.environ):
+        if key.startswith("AWS_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws():
+        yield
+
+
+def deploy_fake_workbench(name: str, instance_id: str | None = None) -> str:
+    """A stack with the outputs the real one has, an instance and the secrets."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    if instance_id is None:
+        image = ec2.describe_images()["Images"][0]["ImageId"]
+        instance_id = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    outputs = {"InstanceId": instance_id, "Region": REGION, "LangfuseAdminEmail": f"{name}@example.com",
+               "LiteLLMModels": "claude-sonnet-4-5,claude-haiku-4-5"}
+    for spec in SECRETS:
+        arn = secrets.create_secret(Name=f"{name}-{spec.key}", SecretString=json.dumps(
+            {"prefix": spec.prefix, "random": f"{spec.construct_id}Of{name}"}))["ARN"]
+        outputs[f"Secret{spec.construct_id}Arn"] = arn
+    template = {
+        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
+    boto3.client("cloudformation", region_name=REGION).create_stack(
+        StackName=f"ai-workbench-{name}", TemplateBody=json.dumps(template))
+    return instance_id
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def ssm_ping(monkeypatch):
+    states = ["Online"]
+    monkeypatch.setattr(WorkbenchAws, "ssm_ping", lambda self, instance_id: states.pop(0) if len(states) > 1
+                        else states[0])
+    return states
+
+
+@pytest.fixture
+def box_answers(monkeypatch):
+    """What Run Command's standard output is, per script; records what was sent too."""
+    sent = []
+    answers = {}
+    original = WorkbenchAws.run_shell
+
+    def run_shell(self, instance_id, script, timeout_seconds=60):
+        sent.append(script)
+        original(self, instance_id, script, timeout_seconds)  # through moto's Run Command, for real
+        return answers.get(script.split()[1], "")
+
+    monkeypatch.setattr(WorkbenchAws, "run_shell", run_shell)
+    return answers, sent
+
+
+def test_list_shows_the_workbenches_in_the_region(aws_env, capsys):
+    assert run(capsys, "list") == (0, "no workbench deployed in us-east-1\n", "")
+    deploy_fake_workbench("bob")
+    deploy_fake_workbench("alice")
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    assert [line.split() for line in out.splitlines()] == [["alice", "CREATE_COMPLETE"], ["bob", "CREATE_COMPLETE"]]
+
+
+def test_credentials_print_logins_keys_and_cline_settings(aws_env, capsys):
+    deploy_fake_workbench("alice")
+    code, out, _ = run(capsys, "credentials", "alice")
+    assert code == 0
+    assert "login       alice@example.com" in out
+    assert "password    LangfuseAdminPasswordOfalice" in out
+    assert "public key  pk-lf-LangfusePublicKeyOfalice" in out
+    assert "secret key  sk-lf-LangfuseSecretKeyOfalice" in out
+    assert "master key  sk-LitellmMasterKeyOfalice" in out
+    assert "password    CodeServerPasswordOfalice" in out
+    assert "API Provider  LiteLLM\n  Base URL      http://localhost:4000\n  API Key       sk-LitellmMasterKeyOfalice" in out
+    assert "Model         claude-sonnet-4-5   (also: claude-haiku-4-5)" in out
+    _, shifted, _ = run(capsys, "credentials", "alice", "--port-offset", "10000")
+    assert "Base URL      http://localhost:14000" in shifted and "Langfuse      http://localhost:3000" in shifted
+
+
+@pytest.mark.parametrize("command", [["credentials", "carol"], ["status", "carol"], ["connect", "carol"],
+                                     ["logs", "carol", "litellm"]])
+def test_a_missing_stack_is_named(aws_env, capsys, command, monkeypatch):
+    monkeypatch.setenv("PATH", f"{STUBS}:{os.environ['PATH']}")
+    code, out, err = run(capsys, *command)
+    assert code == 1 and out == ""
+    assert err == ("workbench: no workbench named 'carol' in us-east-1 (stack ai-workbench-carol not found); "
+                   "deploy it with `make deploy` or see `workbench list`\n")
+
+
+def test_an_instance_that_no_longer_exists_is_named(aws_env, capsys):
+    deploy_fake_workbench("alice", instance_id="i-0123456789abcdef0")
+    code, _, err = run(capsys, "status", "alice")
+    assert (code, err) == (1, "workbench: instance i-0123456789abcdef0 of this workbench no longer exists\n")
+
+
+def test_missing_credentials_are_named(aws_env, capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for command in (["list"], ["status"]):
+        code, _, err = run(capsys, *command)
+        assert (code, err) == (1, "workbench: no AWS credentials: run `aws configure` or set AWS_PROFILE\n")
+
+
+def test_an_unknown_profile_is_named(aws_env, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    code, _, err = run(capsys, "--profile", "nope", "list")
+    assert code == 1 and "AWS profile not found" in err and "nope" in err
+
+
+def test_status_reports_a_healthy_box_as_a_table_and_as_json(aws_env, capsys, ssm_ping, box_answers):
+    instance_id = deploy_fake_workbench("alice")
+    answers, sent = box_answers
+    answers["--health"] = HEALTHY_REPORT
+    code, out, _ = run(capsys, "status", "alice")
+    assert code == 0
+    assert f"instance   {instance_id}  running" in out and "ssm        Online" in out
+    assert "  litellm-langfuse-callback   healthy" in out
+    assert sent == ["/usr/local/sbin/workbench-boot --health"]
+    code, out, _ = run(capsys, "--region", REGION, "status", "alice", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["healthy"] is True and report["ssm"] == "Online"
+    assert report["services"]["code-server"] == "healthy" and report["instance_id"] == instance_id
+
+
+def test_status_exits_3_when_a_service_is_unhealthy_or_the_box_is_stopped(aws_env, capsys, ssm_ping, box_answers):
+    instance_id = deploy_fake_workbench("alice")
+    answers, _ = box_answers
+    answers["--health"] = HEALTHY_REPORT.replace("litellm healthy", "litellm unhealthy")
+    code, out, _ = run(capsys, "status", "alice")
+    assert code == cli.NOT_HEALTHY and "  litellm                     unhealthy" in out
+    boto3.client("ec2", region_name=REGION).stop_instances(InstanceIds=[instance_id])
+    code, out, _ = run(capsys, "status", "alice", "--json")
+    report = json.loads(out)
+    assert code == cli.NOT_HEALTHY
+    assert (report["instance_state"], report["ssm"], report["services"]) == ("stopped", None, {})
+
+
+def test_status_goes_through_run_command_for_real(aws_env, capsys, ssm_ping):
+    instance_id = deploy_fake_workbench("alice")
+    code, out, _ = run(capsys, "status", "alice")
+    assert code == cli.NOT_HEALTHY and "no answer from the box's health check" in out  # moto's output is empty
+    (command,) = boto3.client("ssm", region_name=REGION).list_commands()["Commands"]
+    assert command["InstanceIds"] == [instance_id] and command["DocumentName"] == "AWS-RunShellScript"
+    assert command["Parameters"]["commands"] == ["/usr/local/sbin/workbench-boot --health"]
+
+
+def test_logs_tail_one_service_through_run_command(aws_env, capsys, box_answers):
+    deploy_fake_workbench("alice")
+    answers, sent = box_answers
+    answers["--logs"] = "litellm-1 | LiteLLM: Proxy initialized\n"
+    code, out, _ = run(capsys, "logs", "alice", "litellm", "--lines", "50")
+    assert (code, out) == (0, "litellm-1 | LiteLLM: Proxy initialized\n")
+    assert sent == ["/usr/local/sbin/workbench-boot --logs litellm 50"]
+    code, _, _ = run(capsys, "logs", "boot")  # the default name from workbench.yaml: no such stack here
+    assert code == 1
+
+
+def test_logs_refuse_an_unknown_service(aws_env, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["logs", "alice", "minio"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'minio'" in capsys.readouterr().err
+
+
+# --- connect ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def stub_path(monkeypatch, tmp_path):
+    calls = tmp_path / "calls"
+    monkeypatch.setenv("STUB_CALLS", str(calls))
+    monkeypatch.setenv("PATH", f"{STUBS}:/usr/bin:/bin")
+    monkeypatch.setattr(connect, "POLL_SECONDS", 0.05)
+    return calls
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_connect_without_the_aws_cli_says_so(aws_env, capsys, monkeypatch, tmp_path):
+    deploy_fake_workbench("alice")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    code, _, err = run(capsys, "connect", "alice")
+    assert code == 1 and err.startswith("workbench: the AWS CLI (aws) is not on PATH: install AWS CLI v2")
+
+
+def test_connect_without_the_session_manager_plugin_says_so(aws_env, capsys, monkeypatch, tmp_path):
+    deploy_fake_workbench("alice")
+    (tmp_path / "aws").symlink_to(STUBS / "aws")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    code, _, err = run(capsys, "connect", "alice")
+    assert code == 1 and err.startswith("workbench: the Session Manager plugin is not installed")
+
+
+def test_connect_refuses_a_busy_port_and_offers_an_offset(aws_env, capsys, stub_path):
+    deploy_fake_workbench("alice")
+    busy = free_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", busy))
+        holder.listen()
+        code, _, err = run(capsys, "connect", "alice", "--port-offset", str(busy - 4000))
+    assert code == 1
+    assert err == (f"workbench: local port {busy} (LiteLLM) is busy; pick free ports with --port-offset, "
+                   "e.g. --port-offset 10000 for 14000 and 18080\n")
+
+
+def test_connect_refuses_to_move_langfuse_off_its_login_port(aws_env, capsys, stub_path, monkeypatch):
+    deploy_fake_workbench("alice")
+    monkeypatch.setattr(connect, "port_is_free", lambda port: port != 3000)
+    code, _, err = run(capsys, "connect", "alice", "--port-offset", "10000")
+    assert code == 1
+    assert err == ("workbench: local port 3000 is busy, and Langfuse needs exactly that port (its login only "
+                   "works on http://localhost:3000); stop what is using it and try again\n")
+
+
+def test_connect_starts_a_stopped_instance_waits_for_ssm_and_opens_three_forwards(
+        aws_env, capsys, stub_path, ssm_ping, monkeypatch):
+    instance_id = deploy_fake_workbench("alice")
+    boto3.client("ec2", region_name=REGION).stop_instances(InstanceIds=[instance_id])
+    ssm_ping[:] = ["ConnectionLost", "Online"]
+    monkeypatch.setattr(connect, "port_is_free", lambda port: True)
+    held = []
+
+    def hold_until_all_started(forwards):
+        held.extend(forwards)
+        deadline = time.monotonic() + 10
+        while (not stub_path.exists() or len(stub_path.read_text().splitlines()) < 3) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        connect.stop_forwards(forwards)
+
+    monkeypatch.setattr(connect, "hold", hold_until_all_started)
+    code, out, err = run(capsys, "connect", "alice", "--port-offset", "10000")
+    assert code == 0, err
+    assert f"instance {instance_id} is stopped: starting it" in out
+    assert "waiting for its SSM agent (now: ConnectionLost)" in out
+    assert "Langfuse  http://localhost:3000" in out and "LiteLLM   http://localhost:14000" in out
+    assert "VS Code   http://localhost:18080" in out and out.rstrip().endswith("port forwards closed")
+    calls = stub_path.read_text().splitlines()
+    assert len(calls) == 3
+    for remote, local in ((3000, 3000), (4000, 14000), (8080, 18080)):
+        assert (f"ssm start-session --target {instance_id} --document-name AWS-StartPortForwardingSession "
+                f'--parameters {{"portNumber":["{remote}"],"localPortNumber":["{local}"]}} --region us-east-1') in calls
+    assert all(f.process.returncode is not None for f in held)  # every tunnel closed
+
+
+def test_ctrl_c_closes_every_forward(aws_env, stub_path):
+    forwards = connect.plan(0)
+    connect.start_forwards(WorkbenchAws(), type("Stub", (), {"instance_id": "i-0"})(), forwards)
+    # Ctrl-C as the terminal delivers it: SIGINT to this process while hold() waits.
+    threading.Timer(0.5, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
+    connect.hold(forwards)
+    assert [f.process.poll() is not None for f in forwards] == [True, True, True]
+
+
+def test_a_forward_that_fails_closes_the_others_and_is_reported(aws_env, capsys, stub_path, ssm_ping, monkeypatch):
+    deploy_fake_workbench("alice")
+    monkeypatch.setenv("STUB_FAILING_PORT", "8080")
+    monkeypatch.setattr(connect, "port_is_free", lambda port: True)
+    code, _, err = run(capsys, "connect", "alice")
+    assert code == 1
+    assert err.startswith("workbench: the VS Code port forward ended (exit 254): An error occurred "
+                          "(TargetNotConnected)")
+
+
+def test_python_dash_m_workbench_runs_the_same_cli():
+    result = subprocess.run([os.sys.executable, "-m", "workbench", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "connect" in result.stdout and "credentials" in result.stdout

@@ -1,0 +1,147 @@
+"""`workbench`: connect to, inspect and read the credentials of a deployed workbench.
+
+Exit codes: 0 ok; 1 an error (one line on stderr saying what and what to do); 2 bad usage;
+3 (status only) the workbench is not fully healthy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from workbench import connect as connecting
+from workbench import settings
+from workbench.aws import Deployment, WorkbenchAws, WorkbenchError
+from workbench.secrets import BY_KEY
+
+NOT_HEALTHY = 3
+BOOT_SCRIPT = "/usr/local/sbin/workbench-boot"
+# What `workbench logs` can show; boot.sh's service_logs knows how to read each.
+LOG_SOURCES = ("boot", "langfuse-web", "langfuse-worker", "langfuse-postgres", "clickhouse", "redis",
+               "litellm", "litellm-postgres", "code-server")
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def secret(aws: WorkbenchAws, deployment: Deployment, key: str) -> str:
+    return aws.secret(deployment.secret_arn(BY_KEY[key].construct_id))
+
+
+def cmd_connect(aws: WorkbenchAws, args) -> int:
+    connecting.connect(aws, aws.deployment(args.name), args.port_offset, say)
+    return 0
+
+
+def cmd_credentials(aws: WorkbenchAws, args) -> int:
+    deployment = aws.deployment(args.name)
+    master_key = secret(aws, deployment, "litellm-master-key")
+    models = deployment.outputs.get("LiteLLMModels", "").split(",")
+    say(f"Langfuse      http://localhost:3000")
+    say(f"  login       {deployment.outputs.get('LangfuseAdminEmail', '(see workbench.yaml)')}")
+    say(f"  password    {secret(aws, deployment, 'langfuse-admin-password')}")
+    say(f"  public key  {secret(aws, deployment, 'langfuse-public-key')}")
+    say(f"  secret key  {secret(aws, deployment, 'langfuse-secret-key')}")
+    say(f"LiteLLM       http://localhost:{4000 + args.port_offset}")
+    say(f"  master key  {master_key}")
+    say(f"VS Code       http://localhost:{8080 + args.port_offset}")
+    say(f"  password    {secret(aws, deployment, 'code-server-password')}")
+    say("Cline (VS Code -> Cline -> settings)")
+    say("  API Provider  LiteLLM")
+    say(f"  Base URL      http://localhost:{4000 + args.port_offset}")
+    say(f"  API Key       {master_key}")
+    say(f"  Model         {models[0]}" + (f"   (also: {', '.join(models[1:])})" if len(models) > 1 else ""))
+    return 0
+
+
+def cmd_status(aws: WorkbenchAws, args) -> int:
+    deployment = aws.deployment(args.name)
+    state = aws.instance_state(deployment.instance_id)
+    report = {"workbench": deployment.name, "region": deployment.region, "instance_id": deployment.instance_id,
+              "instance_state": state, "ssm": None, "services": {}}
+    if state == "running":
+        report["ssm"] = aws.ssm_ping(deployment.instance_id)
+    if report["ssm"] == "Online":
+        output = aws.run_shell(deployment.instance_id, f"{BOOT_SCRIPT} --health")
+        report["services"] = dict(line.split(None, 1) for line in output.splitlines() if " " in line)
+    healthy = bool(report["services"]) and all(v == "healthy" for v in report["services"].values())
+    report["healthy"] = healthy
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        say(f"workbench  {deployment.name} ({deployment.region})")
+        say(f"instance   {deployment.instance_id}  {state}")
+        say(f"ssm        {report['ssm'] or 'not checked (instance not running)'}")
+        if report["services"]:
+            for service, health in report["services"].items():
+                say(f"  {service:<27} {health}")
+        elif report["ssm"] == "Online":
+            say("services   no answer from the box's health check")
+        else:
+            say("services   not checked (SSM cannot reach the instance)")
+    return 0 if healthy else NOT_HEALTHY
+
+
+def cmd_logs(aws: WorkbenchAws, args) -> int:
+    deployment = aws.deployment(args.name)
+    if aws.instance_state(deployment.instance_id) != "running":
+        raise WorkbenchError(f"instance {deployment.instance_id} is not running; `workbench connect` starts it")
+    sys.stdout.write(aws.run_shell(deployment.instance_id, f"{BOOT_SCRIPT} --logs {args.service} {args.lines}"))
+    return 0
+
+
+def cmd_list(aws: WorkbenchAws, args) -> int:
+    found = aws.deployments()
+    if not found:
+        say(f"no workbench deployed in {aws.region}")
+    for name, status in found:
+        say(f"{name:<26} {status}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="workbench", description=__doc__.split("\n")[0])
+    top.add_argument("--region", help="AWS region (default: your AWS configuration)")
+    top.add_argument("--profile", help="AWS profile (default: your AWS configuration)")
+    commands = top.add_subparsers(dest="command", required=True)
+    default_name = settings.load().name
+
+    def command(name: str, handler, help_text: str, named: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        if named:
+            sub.add_argument("name", nargs="?", default=default_name,
+                             help=f"workbench name (default from workbench.yaml: {default_name})")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    port_offset_help = "add this to the local ports of LiteLLM and VS Code (Langfuse stays on 3000)"
+    command("connect", cmd_connect, "open port forwards to Langfuse, LiteLLM and VS Code").add_argument(
+        "--port-offset", type=int, default=0, help=port_offset_help)
+    command("credentials", cmd_credentials, "print the logins, keys and Cline settings").add_argument(
+        "--port-offset", type=int, default=0, help=port_offset_help)
+    command("status", cmd_status, "instance state, SSM reachability and each service's health").add_argument(
+        "--json", action="store_true", help="machine-readable output")
+    logs = command("logs", cmd_logs, "the tail of one service's log on the box")
+    logs.add_argument("service", choices=LOG_SOURCES)
+    logs.add_argument("--lines", type=int, default=100, help="how many lines (default 100)")
+    command("list", cmd_list, "the workbenches deployed in the region", named=False)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if getattr(args, "port_offset", 0) < 0 or getattr(args, "lines", 1) < 1:
+        print("workbench: --port-offset must be >= 0 and --lines >= 1", file=sys.stderr)
+        return 2
+    try:
+        return args.handler(WorkbenchAws(region=args.region, profile=args.profile), args)
+    except WorkbenchError as error:
+        print(f"workbench: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

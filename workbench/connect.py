@@ -1,0 +1,155 @@
+"""`workbench connect`: wake the instance if needed and forward its three ports at once."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from workbench.aws import Deployment, WorkbenchAws, WorkbenchError
+
+REMOTE_PORTS = {"Langfuse": 3000, "LiteLLM": 4000, "VS Code": 8080}
+# Langfuse signs logins for the URL in its NEXTAUTH_URL, http://localhost:3000, so its local
+# port cannot move; an offset applies to the other two.
+FIXED_LOCAL_PORTS = {"Langfuse"}
+POLL_SECONDS = 5
+
+
+@dataclass
+class Forward:
+    service: str
+    remote_port: int
+    local_port: int
+    process: subprocess.Popen | None = None
+    log: object = None
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.local_port}"
+
+
+def plan(port_offset: int) -> list[Forward]:
+    return [
+        Forward(service, port, port if service in FIXED_LOCAL_PORTS else port + port_offset)
+        for service, port in REMOTE_PORTS.items()
+    ]
+
+
+def require_tools() -> None:
+    if not shutil.which("aws"):
+        raise WorkbenchError("the AWS CLI (aws) is not on PATH: install AWS CLI v2 "
+                             "(https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html)")
+    if not shutil.which("session-manager-plugin"):
+        raise WorkbenchError("the Session Manager plugin is not installed: see https://docs.aws.amazon.com/"
+                             "systems-manager/latest/userguide/session-manager-working-with-install-plugin.html")
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def check_local_ports(forwards: list[Forward]) -> None:
+    for forward in forwards:
+        if port_is_free(forward.local_port):
+            continue
+        if forward.service in FIXED_LOCAL_PORTS:
+            raise WorkbenchError(
+                f"local port {forward.local_port} is busy, and {forward.service} needs exactly that port (its login "
+                f"only works on {forward.url}); stop what is using it and try again"
+            )
+        raise WorkbenchError(
+            f"local port {forward.local_port} ({forward.service}) is busy; pick free ports with "
+            "--port-offset, e.g. --port-offset 10000 for 14000 and 18080"
+        )
+
+
+def wait_until_reachable(aws: WorkbenchAws, instance_id: str, say: Callable[[str], None],
+                         timeout_seconds: float = 600) -> None:
+    """Starts a stopped instance and waits until SSM can reach it."""
+    deadline = time.monotonic() + timeout_seconds
+    started = False
+    while True:
+        state = aws.instance_state(instance_id)
+        if state in ("terminated", "shutting-down"):
+            raise WorkbenchError(f"instance {instance_id} is {state}; redeploy the workbench with `make deploy`")
+        if state == "stopped" and not started:
+            say(f"instance {instance_id} is stopped: starting it")
+            aws.start_instance(instance_id)
+            started = True
+        elif state == "running":
+            ping = aws.ssm_ping(instance_id)
+            if ping == "Online":
+                return
+            say(f"instance running, waiting for its SSM agent (now: {ping})")
+        else:
+            say(f"instance {instance_id} is {state}, waiting")
+        if time.monotonic() > deadline:
+            raise WorkbenchError(f"instance {instance_id} not reachable through SSM after {timeout_seconds:.0f} s")
+        time.sleep(POLL_SECONDS)
+
+
+def start_forwards(aws: WorkbenchAws, deployment: Deployment, forwards: list[Forward]) -> None:
+    for forward in forwards:
+        command = [
+            "aws", "ssm", "start-session", "--target", deployment.instance_id,
+            "--document-name", "AWS-StartPortForwardingSession",
+            "--parameters", f'{{"portNumber":["{forward.remote_port}"],"localPortNumber":["{forward.local_port}"]}}',
+            "--region", aws.region,
+        ]
+        if aws.profile:
+            command += ["--profile", aws.profile]
+        forward.log = tempfile.TemporaryFile(mode="w+")
+        forward.process = subprocess.Popen(command, stdout=forward.log, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL)
+
+
+def stop_forwards(forwards: list[Forward]) -> None:
+    for forward in forwards:
+        if forward.process and forward.process.poll() is None:
+            forward.process.terminate()
+    for forward in forwards:
+        if forward.process:
+            try:
+                forward.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                forward.process.kill()
+
+
+def hold(forwards: list[Forward]) -> None:
+    """Keeps the tunnels open until Ctrl-C; a tunnel that dies closes the others and is reported."""
+    try:
+        while True:
+            for forward in forwards:
+                if forward.process.poll() is not None:
+                    forward.log.seek(0)
+                    output = " ".join(forward.log.read().split())[-300:]
+                    raise WorkbenchError(f"the {forward.service} port forward ended "
+                                         f"(exit {forward.process.returncode}): {output or 'no output'}")
+            time.sleep(POLL_SECONDS / 10)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_forwards(forwards)
+
+
+def connect(aws: WorkbenchAws, deployment: Deployment, port_offset: int, say: Callable[[str], None]) -> None:
+    require_tools()
+    forwards = plan(port_offset)
+    check_local_ports(forwards)
+    wait_until_reachable(aws, deployment.instance_id, say)
+    start_forwards(aws, deployment, forwards)
+    say(f"workbench {deployment.name} ({deployment.region}) connected; Ctrl-C closes all three:")
+    for forward in forwards:
+        say(f"  {forward.service:<9} {forward.url}")
+    hold(forwards)
+    say("port forwards closed")
