@@ -85,9 +85,6 @@ class WorkbenchInstance(Construct):
             "termination protection would make every participant's teardown fail.",
         )
 
-    def grant(self, statement: iam.PolicyStatement) -> None:
-        self.role.add_to_policy(statement)
-
 
 def _machine_image(settings: Settings, *, pin: bool) -> ec2.IMachineImage:
     """Latest Amazon Linux 2023 for the architecture, pinned in cdk.context.json once known.

@@ -2,7 +2,7 @@
 
 import json
 
-from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_iam as iam, aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks.nag import acknowledge
@@ -23,6 +23,12 @@ class WorkbenchSecrets(Construct):
         self.by_key: dict[str, secretsmanager.Secret] = {
             spec.key: self._secret(spec, settings.name) for spec in SECRETS
         }
+
+    def grant_read(self, role: iam.IRole) -> None:
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["secretsmanager:GetSecretValue"],
+            resources=[secret.secret_arn for secret in self.by_key.values()],
+        ))
 
     def _secret(self, spec: SecretSpec, workbench_name: str) -> secretsmanager.Secret:
         secret = secretsmanager.Secret(

@@ -1,6 +1,6 @@
 """Langfuse's blob storage: an S3 bucket of this stack, used through the instance role."""
 
-from aws_cdk import RemovalPolicy, aws_s3 as s3
+from aws_cdk import RemovalPolicy, Stack, aws_iam as iam, aws_s3 as s3
 from constructs import Construct
 
 from stacks.nag import acknowledge
@@ -42,4 +42,18 @@ class LangfuseBlobStorage(Construct):
             "Only the workbench's own instance role reads and writes this bucket (Langfuse event "
             "payloads); access logs would need a second bucket per workbench and add nothing that "
             "CloudTrail does not already record for the role.",
+        )
+
+    def grant_read_write(self, role: iam.IRole) -> None:
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            resources=[self.bucket.arn_for_objects("*")],
+        ))
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn]))
+        bucket_id = Stack.of(self).get_logical_id(self.bucket.node.default_child)
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*]",
+            "Langfuse names its event, media and export objects itself (ids, dates); the wildcard is "
+            "confined to this workbench's own blob bucket.",
         )

@@ -15,10 +15,9 @@ from stacks.storage import LangfuseBlobStorage
 from stacks.user_data import boot_user_data
 from workbench import bundle
 from workbench.secrets import BY_KEY as SECRETS_BY_KEY
+from workbench.services import SERVICE_PORTS, output_prefix
 from workbench.settings import Settings
 
-# Where each service listens on the box (127.0.0.1) and on the user's machine through the tunnel.
-SERVICE_PORTS = {"Langfuse": 3000, "LiteLLM": 4000, "VSCode": 8080}
 
 
 class WorkbenchStack(Stack):
@@ -34,8 +33,9 @@ class WorkbenchStack(Stack):
         network = Network(self, "Network", settings=settings)
         secrets = WorkbenchSecrets(self, "Secrets", settings=settings)
         storage = LangfuseBlobStorage(self, "BlobStorage")
-        rendered = bundle.render(settings, Path(tempfile.mkdtemp(prefix="workbench-bundle-")))
-        bundle_asset = s3_assets.Asset(self, "Bundle", path=str(rendered))
+        with tempfile.TemporaryDirectory(prefix="workbench-bundle-") as scratch:
+            # The asset is copied into the cloud assembly right here, so the scratch copy can go.
+            bundle_asset = s3_assets.Asset(self, "Bundle", path=str(bundle.render(settings, Path(scratch))))
         boot_signal = BootSignal(self, "Boot")
 
         instance = WorkbenchInstance(
@@ -49,25 +49,12 @@ class WorkbenchStack(Stack):
         )
         boot_signal.wait_for(instance.instance.instance)
 
-        instance.grant(iam.PolicyStatement(
-            actions=["secretsmanager:GetSecretValue"],
-            resources=[secret.secret_arn for secret in secrets.by_key.values()],
-        ))
-        instance.grant(iam.PolicyStatement(
+        secrets.grant_read(instance.role)
+        storage.grant_read_write(instance.role)
+        instance.role.add_to_principal_policy(iam.PolicyStatement(
             actions=["s3:GetObject"],
             resources=[f"arn:{Aws.PARTITION}:s3:::{bundle_asset.s3_bucket_name}/{bundle_asset.s3_object_key}"],
         ))
-        instance.grant(iam.PolicyStatement(
-            actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-            resources=[storage.bucket.arn_for_objects("*")],
-        ))
-        acknowledge(
-            instance.role,
-            f"AwsSolutions-IAM5[Resource::<{self.get_logical_id(storage.bucket.node.default_child)}.Arn>/*]",
-            "Langfuse names its event, media and export objects itself (ids, dates); the wildcard is "
-            "confined to this workbench's own blob bucket.",
-        )
-        instance.grant(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[storage.bucket.bucket_arn]))
 
         self._outputs(settings, instance, secrets, boot_signal)
 
@@ -83,7 +70,7 @@ class WorkbenchStack(Stack):
         for service, port in SERVICE_PORTS.items():
             CfnOutput(
                 self,
-                f"{service}PortForwardCommand",
+                f"{output_prefix(service)}PortForwardCommand",
                 description=f"Run locally, keep it open, then browse the {service} URL",
                 value=(
                     f"aws ssm start-session --target {instance_id} --document-name AWS-StartPortForwardingSession "
@@ -91,7 +78,7 @@ class WorkbenchStack(Stack):
                     f"--region {Aws.REGION}"
                 ),
             )
-            CfnOutput(self, f"{service}Url", value=f"http://localhost:{port}", description=f"{service} through the tunnel")
+            CfnOutput(self, f"{output_prefix(service)}Url", value=f"http://localhost:{port}", description=f"{service} through the tunnel")
         for key, secret in secrets.by_key.items():
             CfnOutput(
                 self,

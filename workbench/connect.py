@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from workbench.aws import Deployment, WorkbenchAws, WorkbenchError
-
-REMOTE_PORTS = {"Langfuse": 3000, "LiteLLM": 4000, "VS Code": 8080}
+from workbench.services import SERVICE_PORTS
 # Langfuse signs logins for the URL in its NEXTAUTH_URL, http://localhost:3000, so its local
 # port cannot move; an offset applies to the other two.
 FIXED_LOCAL_PORTS = {"Langfuse"}
@@ -35,7 +34,7 @@ class Forward:
 def plan(port_offset: int) -> list[Forward]:
     return [
         Forward(service, port, port if service in FIXED_LOCAL_PORTS else port + port_offset)
-        for service, port in REMOTE_PORTS.items()
+        for service, port in SERVICE_PORTS.items()
     ]
 
 
