@@ -15,6 +15,7 @@ from workbench import connect as connecting
 from workbench import settings
 from workbench.aws import Deployment, WorkbenchAws, WorkbenchError
 from workbench.secrets import BY_KEY
+from workbench.services import SERVICE_PORTS
 
 NOT_HEALTHY = 3
 BOOT_SCRIPT = "/usr/local/sbin/workbench-boot"
@@ -38,20 +39,21 @@ def cmd_connect(aws: WorkbenchAws, args) -> int:
 
 def cmd_credentials(aws: WorkbenchAws, args) -> int:
     deployment = aws.deployment(args.name)
+    urls = {forward.service: forward.url for forward in connecting.plan(args.port_offset)}
     master_key = secret(aws, deployment, "litellm-master-key")
     models = deployment.outputs.get("LiteLLMModels", "").split(",")
-    say(f"Langfuse      http://localhost:3000")
+    say(f"Langfuse      {urls['Langfuse']}")
     say(f"  login       {deployment.outputs.get('LangfuseAdminEmail', '(see workbench.yaml)')}")
     say(f"  password    {secret(aws, deployment, 'langfuse-admin-password')}")
     say(f"  public key  {secret(aws, deployment, 'langfuse-public-key')}")
     say(f"  secret key  {secret(aws, deployment, 'langfuse-secret-key')}")
-    say(f"LiteLLM       http://localhost:{4000 + args.port_offset}")
+    say(f"LiteLLM       {urls['LiteLLM']}")
     say(f"  master key  {master_key}")
-    say(f"VS Code       http://localhost:{8080 + args.port_offset}")
+    say(f"VS Code       {urls['VS Code']}")
     say(f"  password    {secret(aws, deployment, 'code-server-password')}")
     say("Cline (VS Code -> Cline -> settings)")
     say("  API Provider  LiteLLM")
-    say(f"  Base URL      http://localhost:{4000 + args.port_offset}")
+    say(f"  Base URL      {urls['LiteLLM']}")
     say(f"  API Key       {master_key}")
     say(f"  Model         {models[0]}" + (f"   (also: {', '.join(models[1:])})" if len(models) > 1 else ""))
     return 0
@@ -133,8 +135,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if getattr(args, "port_offset", 0) < 0 or getattr(args, "lines", 1) < 1:
-        print("workbench: --port-offset must be >= 0 and --lines >= 1", file=sys.stderr)
+    highest_offset = 65535 - max(SERVICE_PORTS.values())
+    if not 0 <= getattr(args, "port_offset", 0) <= highest_offset or getattr(args, "lines", 1) < 1:
+        print(f"workbench: --port-offset must be 0-{highest_offset} and --lines at least 1", file=sys.stderr)
         return 2
     try:
         return args.handler(WorkbenchAws(region=args.region, profile=args.profile), args)

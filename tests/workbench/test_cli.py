@@ -310,3 +310,10 @@ def test_a_forward_that_fails_closes_the_others_and_is_reported(aws_env, capsys,
 def test_python_dash_m_workbench_runs_the_same_cli():
     result = subprocess.run([os.sys.executable, "-m", "workbench", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "connect" in result.stdout and "credentials" in result.stdout
+
+
+@pytest.mark.parametrize("argv", [["connect", "--port-offset", "-1"], ["connect", "--port-offset", "60000"],
+                                  ["logs", "litellm", "--lines", "0"]])
+def test_out_of_range_numbers_are_usage_errors(capsys, argv):
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err == "workbench: --port-offset must be 0-57455 and --lines at least 1\n"
