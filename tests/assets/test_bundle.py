@@ -102,6 +102,7 @@ def test_redis_clickhouse_and_litellm_settings(projects, tree):
     redis_command = " ".join(langfuse["redis"]["command"])
     assert "--maxmemory-policy noeviction" in redis_command and "--requirepass" in redis_command
     assert "--appendonly yes" in redis_command
+    assert "exec docker-entrypoint.sh redis-server" in redis_command  # runs as the redis user, not root
     assert langfuse["clickhouse"]["ulimits"]["nofile"] == {"soft": 262144, "hard": 262144}
     system_logs = (tree / "langfuse" / "clickhouse-system-logs.xml").read_text()
     assert "<query_log>" in system_logs and "INTERVAL 3 DAY DELETE" in system_logs
