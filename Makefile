@@ -40,6 +40,7 @@ render: install
 
 deploy: install
 	$(CDK) bootstrap $(CDK_ARGS)
+	ALLOW_DATA_LOSS=$(ALLOW_DATA_LOSS) $(BIN)/python -m workbench.deploy_guard $(CDK_ARGS)
 	$(CDK) deploy --require-approval never $(CDK_ARGS)
 
 destroy: install

@@ -17,6 +17,15 @@ INSTALLED_BOOT_SCRIPT = "/usr/local/sbin/workbench-boot"
 USER_DATA_LIMIT_BYTES = 16 * 1024
 
 
+# cloud-init runs user-data scripts once per instance by default; this makes it run the boot on
+# every start, so a redeploy that changes the settings (and with them this user data, which
+# EC2 applies with a stop and start) reaches the box. The boot is safe to repeat.
+EVERY_BOOT = """#cloud-config
+cloud_final_modules:
+- [scripts-user, always]
+"""
+
+
 def boot_user_data(deployment: dict[str, str]) -> ec2.UserData:
     """Writes the deployment settings and the boot script to disk, then runs it.
 
@@ -39,7 +48,13 @@ def boot_user_data(deployment: dict[str, str]) -> ec2.UserData:
         f"chmod 0755 {INSTALLED_BOOT_SCRIPT}",
         f"exec {INSTALLED_BOOT_SCRIPT}",
     )
-    return user_data
+    multipart = ec2.MultipartUserData()
+    multipart.add_part(ec2.MultipartBody.from_raw_body(content_type='text/cloud-config; charset="utf-8"',
+                                                       body=EVERY_BOOT))
+    # As plain text: a base64 part would cost a third more of EC2's 16 KiB.
+    multipart.add_part(ec2.MultipartBody.from_raw_body(content_type=ec2.MultipartBody.SHELL_SCRIPT,
+                                                       body=user_data.render()))
+    return multipart
 
 
 def compressed_boot_script() -> str:

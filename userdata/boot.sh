@@ -200,8 +200,11 @@ phase_services() {
     retry docker compose --project-directory "$INSTALL_DIR/$project" pull --quiet ||
       fail "image pull failed for the $project project"
   done
+  # Reload when already running: `compose up` then recreates only the containers whose
+  # configuration changed, which is how a redeploy with new settings reaches the box.
   for project in "${PROJECTS[@]}"; do
-    retry systemctl enable --now "workbench-$project.service" || fail "workbench-$project.service did not start"
+    retry systemctl enable "workbench-$project.service" || fail "systemd could not enable workbench-$project.service"
+    retry systemctl reload-or-restart "workbench-$project.service" || fail "workbench-$project.service did not start"
   done
   end_phase
 }

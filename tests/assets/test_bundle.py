@@ -174,6 +174,7 @@ def test_systemd_units_bring_the_projects_back_after_reboot(tree):
         assert "WantedBy=multi-user.target" in unit
         assert f"WorkingDirectory=/opt/workbench/{project}" in unit
         assert "ExecStart=/usr/bin/docker compose up --detach" in unit
+        assert "ExecReload=/usr/bin/docker compose up --detach" in unit  # applies a redeploy's changes
     assert "After=docker.service workbench-langfuse.service" in litellm
 
 

@@ -95,6 +95,14 @@ def test_user_data_carries_the_boot_script_but_no_secret_value(default_json):
     assert all(kind == "Ref" for kind, ref in references if ref in secret_ids)  # a Ref to a secret is its ARN
 
 
+def test_the_boot_runs_on_every_start_so_a_redeploy_reaches_the_box(default_json):
+    parts = only(default_json, "AWS::EC2::Instance")["Properties"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
+    text = "".join(p for p in parts if isinstance(p, str))
+    assert 'Content-Type: text/cloud-config; charset="utf-8"\n\n#cloud-config\ncloud_final_modules:\n' \
+           "- [scripts-user, always]\n" in text
+    assert 'Content-Type: text/x-shellscript; charset="utf-8"\n\n#!/bin/bash\n' in text
+
+
 def test_user_data_fits_in_ec2s_16_kib_limit(default_json):
     parts = only(default_json, "AWS::EC2::Instance")["Properties"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
     handle_id = next(iter(resources(default_json, "AWS::CloudFormation::WaitConditionHandle")))

@@ -151,7 +151,8 @@ def test_happy_path_installs_everything_and_starts_both_projects(booted):
     assert box.called("systemctl enable --now code-server@ec2-user") == 1
     for project in ("langfuse", "litellm"):
         assert box.called(f"/opt/workbench/{project} pull --quiet") == 1
-        assert box.called(f"systemctl enable --now workbench-{project}.service") == 1
+        assert box.called(f"systemctl enable workbench-{project}.service") == 1
+        assert box.called(f"systemctl reload-or-restart workbench-{project}.service") == 1
         assert (box.root / f"etc/systemd/system/workbench-{project}.service").exists()
 
 
