@@ -176,14 +176,19 @@ def test_completion_goes_to_bedrock_and_its_trace_reaches_langfuse_with_the_proj
     assert headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIATESTTESTTESTTEST/")
     assert f"/{model.region}/bedrock/aws4_request" in headers["authorization"]
 
+    # Other tests' requests (the refused /v1/models call) export spans of their own, in no fixed
+    # order, so pick this completion's span by its answer.
+    def completion_span():
+        return next((r for r in proxy["langfuse"].requests
+                     if b"litellm_request" in r[2] and b"Hello from fake Bedrock" in r[2]), None)
+
     started = time.monotonic()
-    while not any(b"litellm_request" in body for _, _, body in proxy["langfuse"].requests):
-        assert time.monotonic() < started + 30, "no trace reached the fake Langfuse within 30 s"
+    while (span := completion_span()) is None:
+        assert time.monotonic() < started + 30, "the completion's trace did not reach the fake Langfuse within 30 s"
         time.sleep(0.2)
-    path, headers, body = next(r for r in proxy["langfuse"].requests if b"litellm_request" in r[2])
+    path, headers, body = span
     assert path == "/api/public/otel/v1/traces"
     expected = base64.b64encode(f"{PUBLIC_KEY}:{SECRET_KEY}".encode()).decode()
     assert headers["authorization"] == f"Basic {expected}"
     assert headers["content-type"] == "application/x-protobuf"
     assert b"langfuse.observation.type" in body and b"generation" in body
-    assert b"Hello from fake Bedrock" in body
