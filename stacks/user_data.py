@@ -6,6 +6,8 @@ those itself with the instance role.
 
 import base64
 import gzip
+import re
+import shlex
 from pathlib import Path
 
 from aws_cdk import aws_ec2 as ec2
@@ -15,31 +17,41 @@ DEPLOYMENT_ENV = "/etc/workbench/deployment.env"
 INSTALLED_BOOT_SCRIPT = "/usr/local/sbin/workbench-boot"
 # EC2 refuses user data over 16 KiB.
 USER_DATA_LIMIT_BYTES = 16 * 1024
+ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
-# cloud-init runs user-data scripts once per instance by default; this makes it run the boot on
-# every start, so a redeploy that changes the settings (and with them this user data, which
-# EC2 applies with a stop and start) reaches the box. The boot is safe to repeat.
-EVERY_BOOT = """#cloud-config
-cloud_final_modules:
-- [scripts-user, always]
-"""
+def deployment_env_lines(deployment: dict[str, str]) -> list[str]:
+    """KEY=value lines for a file the boot script sources as root, each value shell-quoted.
+
+    Settings are validated strictly, but this file is read by a root shell, so no value is
+    trusted to be free of quotes, `$(...)` or newlines. A CloudFormation token stays one
+    single-quoted word and resolves inside the quotes to an ARN, URL or name, none of which
+    contains a single quote.
+    """
+    for key, value in deployment.items():
+        if not ENV_NAME.fullmatch(key):
+            raise ValueError(f"deployment.env: {key!r} is not a shell variable name")
+        # A line break could also end the heredoc that carries this file in the user data.
+        if "\n" in value or "\r" in value:
+            raise ValueError(f"deployment.env: the value of {key} spans lines: {value!r}")
+    return [f"{key}={shlex.quote(value)}" for key, value in deployment.items()]
 
 
 def boot_user_data(deployment: dict[str, str]) -> ec2.UserData:
     """Writes the deployment settings and the boot script to disk, then runs it.
 
     Keeping both on disk lets an operator re-run the boot (`sudo workbench-boot`) with the
-    same inputs; the script is safe to run again.
+    same inputs; the script is safe to run again. cloud-init runs this on the instance's first
+    boot; on every later boot the boot script's per-boot hook fetches it again from the
+    instance metadata and runs it, so a redeploy's new settings reach the box without
+    overriding the image's cloud-init modules.
     """
     user_data = ec2.UserData.for_linux()
-    # Single-quoted: values are names, ARNs and URLs (the wait handle's has '&'), never quotes.
-    settings_lines = [f"{key}='{value}'" for key, value in deployment.items()]
     user_data.add_commands(
         "set -euo pipefail",
         "install -d -m 0755 /etc/workbench",
         f"cat > {DEPLOYMENT_ENV} <<'DEPLOYMENT_ENV'",
-        *settings_lines,
+        *deployment_env_lines(deployment),
         "DEPLOYMENT_ENV",
         # Compressed: EC2 caps user data at 16 KiB and the script alone is close to that.
         f"base64 -d <<'BOOT_SCRIPT' | gunzip > {INSTALLED_BOOT_SCRIPT}",
@@ -48,13 +60,7 @@ def boot_user_data(deployment: dict[str, str]) -> ec2.UserData:
         f"chmod 0755 {INSTALLED_BOOT_SCRIPT}",
         f"exec {INSTALLED_BOOT_SCRIPT}",
     )
-    multipart = ec2.MultipartUserData()
-    multipart.add_part(ec2.MultipartBody.from_raw_body(content_type='text/cloud-config; charset="utf-8"',
-                                                       body=EVERY_BOOT))
-    # As plain text: a base64 part would cost a third more of EC2's 16 KiB.
-    multipart.add_part(ec2.MultipartBody.from_raw_body(content_type=ec2.MultipartBody.SHELL_SCRIPT,
-                                                       body=user_data.render()))
-    return multipart
+    return user_data
 
 
 def compressed_boot_script() -> str:

@@ -12,7 +12,7 @@ from stacks.nag import acknowledge
 from stacks.network import Network
 from stacks.secrets import WorkbenchSecrets
 from stacks.storage import LangfuseBlobStorage
-from stacks.user_data import boot_user_data
+from stacks.user_data import BOOT_SCRIPT, boot_user_data
 from workbench import bundle
 from workbench.secrets import BY_KEY as SECRETS_BY_KEY
 from workbench.services import SERVICE_PORTS, output_prefix
@@ -36,16 +36,16 @@ class WorkbenchStack(Stack):
         with tempfile.TemporaryDirectory(prefix="workbench-bundle-") as scratch:
             # The asset is copied into the cloud assembly right here, so the scratch copy can go.
             bundle_asset = s3_assets.Asset(self, "Bundle", path=str(bundle.render(settings, Path(scratch))))
-        boot_signal = BootSignal(self, "Boot")
+        deployment = deployment_env(settings, secrets, storage, bundle_asset)
+        boot_signal = BootSignal(self, "Boot", deployment=deployment, boot_script=BOOT_SCRIPT.read_bytes())
+        deployment["WAIT_HANDLE_URL"] = boot_signal.url
 
         instance = WorkbenchInstance(
             self,
             "Workbench",
             settings=settings,
             network=network,
-            user_data=boot_user_data(
-                deployment_env(settings, secrets, storage, bundle_asset, boot_signal)
-            ),
+            user_data=boot_user_data(deployment),
         )
         boot_signal.wait_for(instance.instance.instance)
 
@@ -100,7 +100,6 @@ def deployment_env(
     secrets: WorkbenchSecrets,
     storage: LangfuseBlobStorage,
     bundle_asset: s3_assets.Asset,
-    boot_signal: BootSignal,
 ) -> dict[str, str]:
     """What the boot script needs to know about this deployment: names, locations, versions."""
     versions = settings.versions
@@ -109,7 +108,6 @@ def deployment_env(
         "AWS_REGION": Aws.REGION,
         "BUNDLE_URL": bundle_asset.s3_object_url,
         "BLOB_BUCKET": storage.bucket.bucket_name,
-        "WAIT_HANDLE_URL": boot_signal.url,
         "LANGFUSE_ADMIN_EMAIL": settings.langfuse_admin_email,
         "COMPOSE_VERSION": versions.compose,
         "COMPOSE_SHA256_X86_64": versions.compose_sha256["x86_64"],

@@ -6,6 +6,9 @@
 # service and the tail of its output. User data installs this file as
 # /usr/local/sbin/workbench-boot next to /etc/workbench/deployment.env; running it again
 # on a booted box is safe and changes nothing that is already in place.
+#
+# Modes: (none) boot and signal; --health one "<service> healthy|unhealthy" line per service;
+# --logs SERVICE [LINES]; --rerun-user-data (cloud-init's per-boot hook, see install_per_boot_hook).
 set -Eeuo pipefail
 
 ROOT=${WORKBENCH_ROOT:-}  # tests run the script inside a sandbox directory
@@ -16,27 +19,41 @@ STATE_DIR=$ROOT/var/lib/workbench
 SYSTEMD_DIR=$ROOT/etc/systemd/system
 COMPOSE_PLUGIN=$ROOT/usr/local/lib/docker/cli-plugins/docker-compose
 LOG_FILE=$ROOT/var/log/workbench-boot.log
+PER_BOOT_HOOK=$ROOT/var/lib/cloud/scripts/per-boot/workbench-boot
+INSTALLED_SCRIPT=/usr/local/sbin/workbench-boot
+IMDS=http://169.254.169.254
 BOOT_DEADLINE_SECONDS=${WORKBENCH_BOOT_DEADLINE_SECONDS:-1680}  # signal before the stack's 30 min
 HEALTH_TIMEOUT_SECONDS=${WORKBENCH_HEALTH_TIMEOUT_SECONDS:-900}
-RETRY_ATTEMPTS=${WORKBENCH_RETRY_ATTEMPTS:-5}
+RETRY_ATTEMPTS=${WORKBENCH_RETRY_ATTEMPTS:-3}
 RETRY_DELAY_SECONDS=${WORKBENCH_RETRY_DELAY_SECONDS:-10}
+# Every attempt of a retried step ends within this, so three attempts of the slowest step
+# still leave the boot's deadline for the health phase and a failure signal that names them.
+ATTEMPT_TIMEOUT_SECONDS=${WORKBENCH_ATTEMPT_TIMEOUT_SECONDS:-300}
+# Every network call is bounded: no connect may hang, no transfer may outlive an attempt.
+CURL=(curl --fail --silent --show-error --connect-timeout 10)
+AWS=(aws --cli-connect-timeout 10 --cli-read-timeout 60)
 MIN_ROOT_GIB=45
 CODE_SERVER_USER=ec2-user
+AS_CODE_SERVER_USER=(runuser -u "$CODE_SERVER_USER" -- env HOME="/home/$CODE_SERVER_USER")
 PROJECTS=(langfuse litellm)
 
 # Logs go to stderr, so command substitutions capture only the command's own output.
 log() { printf '%s [%s] %s\n' "$(date -u +%FT%TZ)" "${PHASE:-boot}" "$*" >&2; }
 
-# Runs a command, keeping its output for the failure reason; retries with a fixed delay.
+# Runs a command under ATTEMPT_TIMEOUT_SECONDS, keeping its output for the failure reason;
+# retries with a fixed delay.
 retry() {
-  local attempt
+  local attempt status
   for ((attempt = 1; attempt <= RETRY_ATTEMPTS; attempt++)); do
-    if "$@" >"$STATE_DIR/last-output" 2>&1; then
+    status=0
+    timeout "$ATTEMPT_TIMEOUT_SECONDS" "$@" >"$STATE_DIR/last-output" 2>&1 || status=$?
+    if ((status == 0)); then
       cat "$STATE_DIR/last-output"
       # Only a failure's output may go into a signal: a success's may hold a secret.
       : >"$STATE_DIR/last-output"
       return 0
     fi
+    ((status == 124)) && echo "(attempt timed out after ${ATTEMPT_TIMEOUT_SECONDS}s)" >>"$STATE_DIR/last-output"
     log "attempt $attempt/$RETRY_ATTEMPTS failed: $*"
     ((attempt < RETRY_ATTEMPTS)) && sleep "$RETRY_DELAY_SECONDS"
   done
@@ -53,18 +70,25 @@ fail() {
   exit 1
 }
 
+# Each deploy that changes what the box runs gives it a new wait handle (stacks/boot_signal.py),
+# so the marker is per handle: a reboot with the same handle stays quiet, a redeploy signals.
+signal_marker() {
+  printf '%s/signalled-%s' "$STATE_DIR" "$(printf '%s' "$WAIT_HANDLE_URL" | sha256sum | cut -c1-16)"
+}
+
 # PUT to the wait handle's presigned URL; CloudFormation shows the reason in the stack events.
 signal() {
-  local status=$1 reason=$2 data=$3
-  if [[ -e $STATE_DIR/signalled ]]; then
-    log "already signalled; not signalling $status again"
+  local status=$1 reason=$2 data=$3 marker
+  marker=$(signal_marker)
+  if [[ -e $marker ]]; then
+    log "this deployment's wait handle already has its signal; not signalling $status again"
     return 0
   fi
   python3 -c 'import json, sys; print(json.dumps({"Status": sys.argv[1], "Reason": sys.argv[2], "UniqueId": "boot", "Data": sys.argv[3]}))' \
     "$status" "$reason" "$data" >"$STATE_DIR/signal.json"
-  retry curl -fsS -X PUT -H 'Content-Type:' --data-binary "@$STATE_DIR/signal.json" "$WAIT_HANDLE_URL" >/dev/null ||
-    log "could not deliver the $status signal"
-  touch "$STATE_DIR/signalled"
+  retry "${CURL[@]}" --max-time 30 -X PUT -H 'Content-Type:' --data-binary "@$STATE_DIR/signal.json" \
+    "$WAIT_HANDLE_URL" >/dev/null || log "could not deliver the $status signal"
+  touch "$marker"
   log "signalled $status: $reason"
 }
 
@@ -106,8 +130,35 @@ render() {
   printf '%s' "$content"
 }
 
+# cloud-init runs user data on an instance's first boot only (scripts-user, per instance). A
+# redeploy changes the user data and restarts the box, so on every later boot this hook (run by
+# cloud-init's scripts-per-boot) fetches the current user data and runs it again.
+install_per_boot_hook() {
+  install_content "$PER_BOOT_HOOK" 0755 root:root "#!/bin/bash
+# Installed by workbench-boot: re-applies this instance's current user data on every boot.
+exec $INSTALLED_SCRIPT --rerun-user-data"
+}
+
+# Through IMDSv2; falls back to the installed boot script if the metadata service does not answer.
+rerun_user_data() {
+  local user_data=$STATE_DIR/user-data header=$STATE_DIR/imds-token-header token attempt
+  for ((attempt = 1; attempt <= RETRY_ATTEMPTS; attempt++)); do
+    if token=$("${CURL[@]}" --max-time 10 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' \
+      "$IMDS/latest/api/token") &&
+      install_content "$header" 0600 root:root "X-aws-ec2-metadata-token: $token" &&
+      "${CURL[@]}" --max-time 30 -H "@$header" -o "$user_data" "$IMDS/latest/user-data"; then
+      log "running this instance's current user data"
+      exec bash "$user_data"
+    fi
+    sleep "$RETRY_DELAY_SECONDS"
+  done
+  log "could not read the user data from the instance metadata service; booting with the installed settings"
+  exec "$0"
+}
+
 phase_preflight() {
   start_phase preflight
+  install_per_boot_hook
   local root_gib
   root_gib=$(df -BG --output=size / | tail -n 1 | tr -dc '0-9')
   ((root_gib >= MIN_ROOT_GIB)) ||
@@ -128,7 +179,7 @@ phase_docker() {
   esac
   if ! echo "$sha  $COMPOSE_PLUGIN" | sha256sum --check --status 2>/dev/null; then
     mkdir -p "$(dirname "$COMPOSE_PLUGIN")"
-    retry curl -fsSL -o "$COMPOSE_PLUGIN.download" \
+    retry "${CURL[@]}" --location --max-time "$ATTEMPT_TIMEOUT_SECONDS" -o "$COMPOSE_PLUGIN.download" \
       "https://github.com/docker/compose/releases/download/v$COMPOSE_VERSION/docker-compose-linux-$arch" ||
       fail "could not download Docker Compose $COMPOSE_VERSION"
     echo "$sha  $COMPOSE_PLUGIN.download" | sha256sum --check --status ||
@@ -142,15 +193,16 @@ phase_docker() {
 phase_config() {
   start_phase config
   local download=$STATE_DIR/bundle.zip var key json
-  retry aws s3 cp --only-show-errors "$BUNDLE_URL" "$download" || fail "could not fetch the bundle $BUNDLE_URL"
+  retry "${AWS[@]}" s3 cp --only-show-errors "$BUNDLE_URL" "$download" || fail "could not fetch the bundle $BUNDLE_URL"
   mkdir -p "$INSTALL_DIR"
   python3 -m zipfile -e "$download" "$INSTALL_DIR" >"$STATE_DIR/last-output" 2>&1 || fail "could not unpack the bundle"
 
   for var in "${!SECRET_ARN_@}"; do
     key=${var#SECRET_ARN_}
-    json=$(retry aws secretsmanager get-secret-value --secret-id "${!var}" --query SecretString --output text) ||
+    json=$(retry "${AWS[@]}" secretsmanager get-secret-value --secret-id "${!var}" --query SecretString --output text) ||
       fail "cannot read secret $(tr '[:upper:]_' '[:lower:]-' <<<"$key") (${!var})"
-    printf -v "$key" '%s' "$(python3 -c 'import json, sys; s = json.loads(sys.argv[1]); print(s["prefix"] + s["random"])' "$json")"
+    # On stdin, never as an argument: any local user can read a process's arguments in /proc.
+    printf -v "$key" '%s' "$(python3 -c 'import json, sys; s = json.load(sys.stdin); print(s["prefix"] + s["random"])' <<<"$json")"
   done
 
   local template rendered home=$ROOT/home/$CODE_SERVER_USER
@@ -165,24 +217,20 @@ phase_config() {
   end_phase
 }
 
-as_code_server_user() {
-  runuser -u "$CODE_SERVER_USER" -- env HOME="/home/$CODE_SERVER_USER" "$@"
-}
-
 phase_code_server() {
   start_phase code-server
   local arch=amd64
   [[ $(uname -m) == aarch64 ]] && arch=arm64
   if ! rpm -q "code-server-$CODE_SERVER_VERSION" >/dev/null 2>&1; then
-    retry curl -fsSL -o "$STATE_DIR/code-server.rpm" \
+    retry "${CURL[@]}" --location --max-time "$ATTEMPT_TIMEOUT_SECONDS" -o "$STATE_DIR/code-server.rpm" \
       "https://github.com/coder/code-server/releases/download/v$CODE_SERVER_VERSION/code-server-$CODE_SERVER_VERSION-$arch.rpm" ||
       fail "could not download code-server $CODE_SERVER_VERSION"
     retry rpm -U --replacepkgs "$STATE_DIR/code-server.rpm" || fail "could not install code-server $CODE_SERVER_VERSION"
   fi
   local extension=saoudrizwan.claude-dev
-  if ! as_code_server_user code-server --list-extensions --show-versions 2>/dev/null |
+  if ! timeout 60 "${AS_CODE_SERVER_USER[@]}" code-server --list-extensions --show-versions 2>/dev/null |
     grep -qx "$extension@$CLINE_VERSION"; then
-    retry as_code_server_user code-server --install-extension "$extension@$CLINE_VERSION" ||
+    retry "${AS_CODE_SERVER_USER[@]}" code-server --install-extension "$extension@$CLINE_VERSION" ||
       fail "could not install Cline $CLINE_VERSION from Open VSX"
   fi
   retry systemctl enable --now "code-server@$CODE_SERVER_USER" || fail "code-server did not start"
@@ -203,19 +251,27 @@ phase_services() {
   # Reload when already running: `compose up` then recreates only the containers whose
   # configuration changed, which is how a redeploy with new settings reaches the box.
   for project in "${PROJECTS[@]}"; do
-    retry systemctl enable "workbench-$project.service" || fail "systemd could not enable workbench-$project.service"
-    retry systemctl reload-or-restart "workbench-$project.service" || fail "workbench-$project.service did not start"
+    unit=workbench-$project.service
+    retry systemctl enable "$unit" || fail "systemd could not enable $unit"
+    # Once, not retried: `compose up` is all-or-nothing and systemd bounds it (TimeoutStartSec).
+    # systemctl only says that the unit failed; compose's own error is in the unit's journal.
+    if ! systemctl reload-or-restart "$unit" >"$STATE_DIR/last-output" 2>&1; then
+      journalctl --unit "$unit" --lines 15 --output cat --no-pager >"$STATE_DIR/last-output" 2>&1 || true
+      fail "$unit did not start (docker compose up failed)"
+    fi
   done
   end_phase
 }
 
 # name|URL|what a healthy answer contains|whether it needs the LiteLLM master key
+# code-server's /healthz says "alive" only within a minute of a browser's heartbeat and
+# "expired" otherwise (src/node/routes/health.ts, heart.ts); either answer means it serves.
 HEALTH_CHECKS=(
   "langfuse-web|http://127.0.0.1:3000/api/public/health|OK|"
   "langfuse-worker|http://127.0.0.1:3030/api/health||"
   "litellm|http://127.0.0.1:4000/health/readiness/details|\"db\":\"connected\"|key"
   "litellm-langfuse-callback|http://127.0.0.1:4000/health/readiness/details|LangfuseOtelLogger|key"
-  "code-server|http://127.0.0.1:8080/healthz|alive|"
+  "code-server|http://127.0.0.1:8080/healthz|\"lastHeartbeat\"|"
 )
 
 # The tail of one service's log; also what `workbench logs` shows (via `workbench-boot --logs`).
@@ -235,9 +291,9 @@ health_report() {
   local check name url expect auth answer
   for check in "${HEALTH_CHECKS[@]}"; do
     IFS='|' read -r name url expect auth <<<"$check"
-    local curl_args=(-fsS --max-time 5)
+    local curl_args=(--max-time 5)
     [[ $auth == key ]] && curl_args+=(-H "@$STATE_DIR/litellm-auth-header")
-    if answer=$(curl "${curl_args[@]}" "$url" 2>&1) && [[ $answer == *"$expect"* ]]; then
+    if answer=$("${CURL[@]}" "${curl_args[@]}" "$url" 2>&1) && [[ $answer == *"$expect"* ]]; then
       echo "$name healthy"
     else
       echo "$name unhealthy"
@@ -286,6 +342,7 @@ main() {
   case ${1:-} in
     --health) health_report; return ;;
     --logs) service_logs "${2:?--logs needs a service name}" "${3:-100}"; return ;;
+    --rerun-user-data) rerun_user_data ;;
   esac
   if [[ ${1:-} == --phases ]]; then
     trap 'fail "unexpected error at line $LINENO"' ERR
@@ -298,7 +355,7 @@ main() {
   # phase rather than in CloudFormation's silent wait-condition timeout.
   local status=0
   timeout "$BOOT_DEADLINE_SECONDS" bash "$0" --phases || status=$?
-  if ((status != 0)) && [[ ! -e $STATE_DIR/signalled ]]; then
+  if ((status != 0)) && [[ ! -e $(signal_marker) ]]; then
     PHASE=$(cat "$STATE_DIR/phase" 2>/dev/null || echo unknown)
     ((status == 124)) && fail "boot timed out after ${BOOT_DEADLINE_SECONDS}s"
     fail "boot stopped with exit status $status"

@@ -1,5 +1,6 @@
 """The rendered bundle: what the instance receives, checked file by file."""
 
+import json
 import re
 from pathlib import Path
 
@@ -100,14 +101,25 @@ def test_dependencies_wait_for_healthy_services(projects):
 def test_redis_clickhouse_and_litellm_settings(projects, tree):
     langfuse = projects["langfuse"]["services"]
     redis_command = " ".join(langfuse["redis"]["command"])
-    assert "--maxmemory-policy noeviction" in redis_command and "--requirepass" in redis_command
-    assert "--appendonly yes" in redis_command
+    assert "--maxmemory-policy noeviction" in redis_command and "--appendonly yes" in redis_command
     assert "exec docker-entrypoint.sh redis-server" in redis_command  # runs as the redis user, not root
+    # Full at half the container's limit: it refuses writes before the kernel kills it
+    # (tests/userdata/test_real_programs.py fills a real Redis with this command line).
+    maxmemory = re.search(r"--maxmemory (\d+)mb", redis_command).group(1)
+    assert int(maxmemory) * 2 <= int(langfuse["redis"]["mem_limit"].rstrip("m"))
     assert langfuse["clickhouse"]["ulimits"]["nofile"] == {"soft": 262144, "hard": 262144}
     system_logs = (tree / "langfuse" / "clickhouse-system-logs.xml").read_text()
     assert "<query_log>" in system_logs and "INTERVAL 3 DAY DELETE" in system_logs
     assert '<trace_log remove="1"/>' in system_logs and '<metric_log remove="1"/>' in system_logs
     assert projects["litellm"]["services"]["litellm"]["stop_signal"] == "SIGINT"
+
+
+def test_no_healthcheck_or_command_carries_a_password(projects):
+    # Arguments are visible to every local user (ps, /proc); passwords come from the environment.
+    for _, name, service in services(projects):
+        for field in ("command", "healthcheck"):
+            text = json.dumps(service.get(field, ""))
+            assert not re.search(r"(-a|--pass\w*|--requirepass|-p)\b\s*\\?\"?\$", text), (name, text)
 
 
 def test_placeholders_are_only_secrets_and_deployment_names(tree):
@@ -136,7 +148,7 @@ def test_each_service_gets_what_it_needs_and_paired_values_agree(tree, projects)
     assert postgres["POSTGRES_PASSWORD"] != litellm_postgres["POSTGRES_PASSWORD"]
     assert (common["CLICKHOUSE_USER"], common["CLICKHOUSE_PASSWORD"]) == (
         clickhouse["CLICKHOUSE_USER"], clickhouse["CLICKHOUSE_PASSWORD"])
-    assert common["REDIS_AUTH"] == redis["REDIS_AUTH"]
+    assert common["REDIS_AUTH"] == redis["REDISCLI_AUTH"]
     assert common["ENCRYPTION_KEY"] == "{{LANGFUSE_ENCRYPTION_KEY}}" and common["SALT"] == "{{LANGFUSE_SALT}}"
 
     # web and worker read the same common file, so they share SALT and ENCRYPTION_KEY
@@ -144,7 +156,16 @@ def test_each_service_gets_what_it_needs_and_paired_values_agree(tree, projects)
     assert langfuse["langfuse-worker"]["env_file"] == ["/etc/workbench/env/langfuse-common.env"]
     assert langfuse["langfuse-web"]["env_file"][0] == "/etc/workbench/env/langfuse-common.env"
 
-    assert web["NEXTAUTH_URL"] == "http://localhost:3000"
+    # Both Langfuse containers listen on HOSTNAME (worker/src/env.ts, worker/src/index.ts), which
+    # Docker otherwise sets to the container id: their healthchecks knock on 127.0.0.1. The
+    # worker builds its notification links from NEXTAUTH_URL.
+    for service in ("langfuse-web", "langfuse-worker"):
+        merged = {}
+        for path in langfuse[service]["env_file"]:
+            merged.update(env_file(tree, Path(path).name))
+        assert merged["HOSTNAME"] == "0.0.0.0", service
+        assert merged["NEXTAUTH_URL"] == "http://localhost:3000", service
+        assert "127.0.0.1:" in " ".join(langfuse[service]["healthcheck"]["test"])
     assert web["AUTH_DISABLE_SIGNUP"] == "true"
     for key in ("ORG_ID", "PROJECT_ID", "PROJECT_PUBLIC_KEY", "PROJECT_SECRET_KEY", "USER_EMAIL", "USER_PASSWORD"):
         assert web[f"LANGFUSE_INIT_{key}"], key

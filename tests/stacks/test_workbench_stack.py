@@ -95,12 +95,58 @@ def test_user_data_carries_the_boot_script_but_no_secret_value(default_json):
     assert all(kind == "Ref" for kind, ref in references if ref in secret_ids)  # a Ref to a secret is its ARN
 
 
-def test_the_boot_runs_on_every_start_so_a_redeploy_reaches_the_box(default_json):
-    parts = only(default_json, "AWS::EC2::Instance")["Properties"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
-    text = "".join(p for p in parts if isinstance(p, str))
-    assert 'Content-Type: text/cloud-config; charset="utf-8"\n\n#cloud-config\ncloud_final_modules:\n' \
-           "- [scripts-user, always]\n" in text
-    assert 'Content-Type: text/x-shellscript; charset="utf-8"\n\n#!/bin/bash\n' in text
+def user_data_text(template_json: dict) -> str:
+    parts = only(template_json, "AWS::EC2::Instance")["Properties"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
+    return "".join(p if isinstance(p, str) else "<token>" for p in parts)
+
+
+def test_user_data_is_one_shell_script_that_keeps_the_images_cloud_init_modules(default_json):
+    # AL2023's cloud.cfg runs scripts-per-boot, scripts-user and more in cloud_final_modules;
+    # user data that set that list would drop the rest. The boot installs a per-boot hook instead.
+    text = user_data_text(default_json)
+    assert text.startswith("#!/bin/bash\nset -euo pipefail\n")
+    assert "cloud-config" not in text and "cloud_final_modules" not in text and "Content-Type" not in text
+    boot_script = gzip.decompress(base64.b64decode(compressed_boot_script())).decode()
+    assert "var/lib/cloud/scripts/per-boot/workbench-boot" in boot_script
+
+
+def test_deployment_settings_in_user_data_are_shell_quoted(default_json):
+    text = user_data_text(default_json)
+    assert "\nLANGFUSE_ADMIN_EMAIL=admin@workbench.local\n" in text
+    assert "\nWAIT_HANDLE_URL='<token>'\n" in text and "\nBUNDLE_URL='" in text
+
+
+def boot_ids(template_json: dict) -> tuple[str, str]:
+    (handle,) = resources(template_json, "AWS::CloudFormation::WaitConditionHandle")
+    (condition,) = resources(template_json, "AWS::CloudFormation::WaitCondition")
+    return handle, condition
+
+
+def test_a_redeploy_that_changes_what_the_box_runs_waits_for_a_new_signal(default_json):
+    changed = template_of({"models": '[{"name": "haiku", "model_id": "us.anthropic.claude-haiku-4-5-20251001-v1:0"}]'})
+    changed_json = changed.to_json()
+    old_handle, old_condition = boot_ids(default_json)
+    new_handle, new_condition = boot_ids(changed_json)
+    # New logical ids: CloudFormation creates a new handle and condition and waits again.
+    assert new_handle != old_handle and new_condition != old_condition
+    # The instance keeps its id (and its data); the new handle's URL in its user data restarts it.
+    assert list(resources(changed_json, "AWS::EC2::Instance")) == list(resources(default_json, "AWS::EC2::Instance"))
+    assert {"Ref": new_handle} in only(changed_json, "AWS::EC2::Instance")["Properties"]["UserData"][
+        "Fn::Base64"]["Fn::Join"][1]
+    assert "WorkbenchInstance6A737DF1" in resources(changed_json, "AWS::CloudFormation::WaitCondition")[
+        new_condition]["DependsOn"]
+    # The same settings give the same ids: an unchanged redeploy waits for nothing.
+    assert boot_ids(template_of().to_json()) == (old_handle, old_condition)
+
+
+def test_the_fingerprint_covers_the_boot_script_and_every_setting():
+    from stacks.boot_signal import boot_fingerprint
+
+    deployment = {"WORKBENCH_NAME": "alice", "BUNDLE_URL": {"Fn::Sub": "s3://bucket/abc.zip"}}
+    base = boot_fingerprint(deployment, b"#!/bin/bash\n")
+    assert boot_fingerprint(dict(deployment), b"#!/bin/bash\n") == base
+    assert boot_fingerprint(deployment, b"#!/bin/bash\necho changed\n") != base
+    assert boot_fingerprint({**deployment, "BUNDLE_URL": {"Fn::Sub": "s3://bucket/def.zip"}}, b"#!/bin/bash\n") != base
 
 
 def test_user_data_fits_in_ec2s_16_kib_limit(default_json):

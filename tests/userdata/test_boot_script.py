@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from stacks.user_data import deployment_env_lines
 from workbench import bundle, settings
 from workbench.secrets import SECRETS
 
@@ -48,15 +49,15 @@ class Sandbox:
         }
         for spec in SECRETS:
             deployment[f"SECRET_ARN_{spec.env_name}"] = f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{spec.key}"
-        env_file = root / "etc/workbench/deployment.env"
-        env_file.parent.mkdir(parents=True)
-        env_file.write_text("".join(f"{k}='{v}'\n" for k, v in deployment.items()))
+        self.deployment = deployment
+        self.write_deployment()
         self.env = {
             "PATH": f"{STUBS}:{os.environ['PATH']}",
             "HOME": str(root),
             "WORKBENCH_ROOT": str(root),
             "WORKBENCH_RETRY_ATTEMPTS": "2",
             "WORKBENCH_RETRY_DELAY_SECONDS": "0",
+            "WORKBENCH_ATTEMPT_TIMEOUT_SECONDS": "20",
             "WORKBENCH_HEALTH_TIMEOUT_SECONDS": "2",
             "STUB_CALLS": str(self.calls),
             "STUB_SIGNALS": str(self.signals_file),
@@ -64,11 +65,21 @@ class Sandbox:
             "STUB_BUNDLE_ZIP": str(bundle_zip),
         }
 
-    def run(self, **stub_env) -> subprocess.CompletedProcess:
+    def write_deployment(self, **changes) -> None:
+        """deployment.env as the user data writes it (stacks/user_data.py)."""
+        self.deployment.update(changes)
+        env_file = self.root / "etc/workbench/deployment.env"
+        env_file.parent.mkdir(parents=True, exist_ok=True)
+        env_file.write_text("".join(f"{line}\n" for line in deployment_env_lines(self.deployment)))
+
+    def run(self, *args, **stub_env) -> subprocess.CompletedProcess:
         return subprocess.run(
-            ["bash", str(BOOT_SCRIPT)], env={**self.env, **stub_env},
+            ["bash", str(BOOT_SCRIPT), *args], env={**self.env, **stub_env},
             capture_output=True, text=True, timeout=120,
         )
+
+    def calls_of(self, program: str) -> list[str]:
+        return [line for line in self.calls.read_text().splitlines() if line.startswith(program + " ")]
 
     @property
     def signals(self) -> list[dict]:
@@ -188,14 +199,22 @@ def test_second_run_changes_nothing(booted):
         ({"STUB_PULL_FAILS": "1"},
          "phase services: image pull failed for the langfuse project | output: Error response from daemon: "
          "manifest for langfuse/langfuse:4.52.0 not found"),
+        ({"STUB_UNIT_FAILS": "workbench-langfuse.service"},
+         "phase services: workbench-langfuse.service did not start (docker compose up failed) | output: "
+         "Container langfuse-langfuse-web-1  Starting Error response from daemon: driver failed programming "
+         "external connectivity on endpoint langfuse-langfuse-web-1: Bind for 127.0.0.1:3000 failed: port is "
+         "already allocated"),
         ({"STUB_UNHEALTHY": "4000"},
          "phase health: service litellm never became healthy within 2s (still waiting: litellm "
-         "litellm-langfuse-callback) | output: litellm-1  | ERROR: Could not connect to database"),
+         "litellm-langfuse-callback) | output: litellm-1  | Error: P1001: Can't reach database server"),
+        ({"STUB_HANG": "download", "WORKBENCH_ATTEMPT_TIMEOUT_SECONDS": "1"},
+         "phase docker: could not download Docker Compose 2.40.3 | output: (attempt timed out after 1s)"),
         ({"STUB_HANG": "dnf", "WORKBENCH_BOOT_DEADLINE_SECONDS": "3"}, "phase docker: boot timed out after 3s"),
         ({"STUB_DISK_GIB": "30"},
          "phase preflight: disk too small: / has 30 GiB, the workbench needs at least 45 GiB (root_volume_gib)"),
     ],
-    ids=["secrets-unreadable", "image-pull-fails", "service-never-healthy", "overall-timeout", "disk-too-small"],
+    ids=["secrets-unreadable", "image-pull-fails", "compose-up-fails", "service-never-healthy",
+         "download-hangs", "overall-timeout", "disk-too-small"],
 )
 def test_each_failure_signals_failure_naming_phase_and_cause(sandbox, stub_env, reason):
     result = sandbox.run(**stub_env)
@@ -222,9 +241,73 @@ def test_logs_mode_shows_one_service_for_workbench_logs(booted):
     box, _ = booted
     run = lambda *args: subprocess.run(["bash", str(BOOT_SCRIPT), "--logs", *args], env=box.env,
                                        capture_output=True, text=True, timeout=60)
-    assert "Could not connect to database" in run("litellm", "40").stdout
+    assert "Can't reach database server" in run("litellm", "40").stdout
     assert box.called("/opt/workbench/litellm logs --no-color --tail 40 litellm") == 1
     assert run("clickhouse", "5").returncode == 0
     assert box.called("/opt/workbench/langfuse logs --no-color --tail 5 clickhouse") == 1
-    assert "listening on 127.0.0.1:8080" in run("code-server").stdout
+    assert "HTTP server listening on http://127.0.0.1:8080/" in run("code-server").stdout
     assert "[health] done" in run("boot", "200").stdout
+
+
+def test_every_network_call_is_bounded(booted):
+    box, _ = booted
+    curls, awss = box.calls_of("curl"), box.calls_of("aws")
+    assert curls and awss
+    for call in curls:
+        assert "--connect-timeout 10" in call and "--max-time " in call, call
+    for call in awss:
+        assert call.startswith("aws --cli-connect-timeout 10 --cli-read-timeout 60 "), call
+
+
+def test_code_server_that_no_browser_has_opened_counts_as_healthy(booted):
+    # The curl stub answers /healthz as the real code-server 4.108.2 does before any browser
+    # connects ("expired"); tests/userdata/test_real_programs.py checks it against the real one.
+    box, _ = booted
+    result = box.run("--health")
+    assert "code-server healthy" in result.stdout.splitlines()
+
+
+def test_a_redeploy_signals_its_new_wait_handle_once(tmp_path, bundle_zip):
+    box = Sandbox(tmp_path, bundle_zip)
+    assert box.run().returncode == 0
+    assert box.run().returncode == 0  # a plain reboot: the handle already has its signal
+    assert [s["Status"] for s in box.signals] == ["SUCCESS"]
+    box.write_deployment(WAIT_HANDLE_URL="https://cloudformation-waitcondition.example/new-handle?X-Amz-Signature=d")
+    failed = box.run(STUB_PULL_FAILS="1")  # the redeploy's reconfiguration fails: the deploy hears it
+    assert failed.returncode != 0
+    assert [s["Status"] for s in box.signals] == ["SUCCESS", "FAILURE"]
+    assert box.calls_of("curl")[-1].endswith("new-handle?X-Amz-Signature=d")
+
+
+def test_later_boots_rerun_the_current_user_data_through_a_per_boot_hook(booted):
+    box, _ = booted
+    hook = box.root / "var/lib/cloud/scripts/per-boot/workbench-boot"
+    assert stat.S_IMODE(hook.stat().st_mode) == 0o755
+    assert hook.read_text().splitlines()[-1] == "exec /usr/local/sbin/workbench-boot --rerun-user-data"
+    (box.state / "user-data").write_text(f"#!/bin/bash\necho \"$*\" > {box.root}/user-data-ran\n")
+    curls_before = len(box.calls_of("curl"))
+    result = box.run("--rerun-user-data")
+    assert result.returncode == 0, result.stderr
+    assert (box.root / "user-data-ran").exists()
+    token_call, user_data_call = box.calls_of("curl")[curls_before:]
+    assert "-X PUT -H X-aws-ec2-metadata-token-ttl-seconds: 300 http://169.254.169.254/latest/api/token" in token_call
+    header = box.root / "var/lib/workbench/imds-token-header"
+    assert f"-H @{header} -o " in user_data_call and user_data_call.endswith("/latest/user-data")
+    assert stat.S_IMODE(header.stat().st_mode) == 0o600
+
+
+def test_no_secret_is_ever_in_a_command_line(tmp_path, bundle_zip):
+    """Every program the boot starts, traced with strace: no argument holds a secret value."""
+    box = Sandbox(tmp_path, bundle_zip)
+    trace = tmp_path / "execve.trace"
+    result = subprocess.run(
+        ["strace", "-f", "-qq", "--seccomp-bpf", "-e", "trace=execve", "-s", "65536", "-o", str(trace), "bash", str(BOOT_SCRIPT)],
+        env=box.env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    execs = [line for line in trace.read_text().splitlines() if "execve(" in line]
+    assert any("python3" in line for line in execs) and any("curl" in line for line in execs)
+    for spec in SECRETS:
+        value = f"{spec.key.replace('-', '')}Value"  # what the aws stub hands out
+        leaks = [line for line in execs if value in line]
+        assert not leaks, leaks[0][:300]
