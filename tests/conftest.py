@@ -15,6 +15,21 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 PINNED_IMAGE = "ami-0123456789abcdef0"
 
+# Values that would run a command, end a quoted word or start a new line in a file a shell
+# or Docker reads. `a'$(touch${IFS}/tmp/x)'@x.io` once got through as the admin email.
+HOSTILE_VALUES = [
+    "a'$(touch${IFS}/tmp/x)'@x.io",
+    "x`id`",
+    "x$(id)",
+    "x;id",
+    'x"y',
+    "x'y",
+    "x y",
+    "default\n",
+    "x\nEVIL=1",
+    "x\rEVIL=1",
+]
+
 
 def pinned_context(architecture: str = "arm64") -> dict:
     """What `cdk deploy` records in cdk.context.json after its lookups."""

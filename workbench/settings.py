@@ -25,7 +25,9 @@ MAX_ROOT_VOLUME_GIB = 16384
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
 VPC_ID_PATTERN = re.compile(r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z0-9-]+$")
+# Deliberately narrower than RFC 5322: the address reaches env files and a root shell's
+# settings file, so quotes, '$', '`', spaces and line breaks are refused outright.
+EMAIL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)+$")
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # provider.model-name[-vN][:N], optionally behind a cross-region inference-profile prefix
 MODEL_ID_PATTERN = re.compile(r"^(?:(?P<geo>us|eu|apac|global|us-gov|jp|au|ca)\.)?[a-z0-9-]+\.[A-Za-z0-9._-]+(?::\d+)?$")
@@ -73,7 +75,7 @@ class Model:
     @property
     def inference_profile_geo(self) -> str | None:
         """'us', 'eu', 'global', ... for an inference-profile id; None for a foundation model."""
-        return MODEL_ID_PATTERN.match(self.model_id).group("geo")
+        return MODEL_ID_PATTERN.fullmatch(self.model_id).group("geo")
 
     @property
     def foundation_model_id(self) -> str:
@@ -187,7 +189,7 @@ def _required(raw: Mapping[str, Any], key: str) -> Any:
 
 
 def _name(value: Any) -> str:
-    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
         raise SettingsError(
             f"name: {value!r} is not allowed; use 1-24 lowercase letters, digits or hyphens, "
             "starting with a letter (it becomes part of the stack name)"
@@ -223,20 +225,23 @@ def _root_volume(value: Any) -> int:
 
 
 def _vpc(value: Any) -> str:
-    if value == "new" or (isinstance(value, str) and VPC_ID_PATTERN.match(value)):
+    if value == "new" or (isinstance(value, str) and VPC_ID_PATTERN.fullmatch(value)):
         return value
     raise SettingsError(f"vpc: {value!r} is not allowed; use \"new\" or an existing VPC id such as vpc-0123456789abcdef0")
 
 
 def _region(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not REGION_PATTERN.match(value):
+    if not isinstance(value, str) or not REGION_PATTERN.fullmatch(value):
         raise SettingsError(f"{key}: {value!r} is not an AWS region name such as us-east-1")
     return value
 
 
 def _email(value: Any) -> str:
-    if not isinstance(value, str) or not EMAIL_PATTERN.match(value):
-        raise SettingsError(f"langfuse_admin_email: {value!r} is not an email address such as admin@example.com")
+    if not isinstance(value, str) or len(value) > 254 or not EMAIL_PATTERN.fullmatch(value):
+        raise SettingsError(
+            f"langfuse_admin_email: {value!r} is not allowed; use a plain address such as admin@example.com "
+            "(letters, digits and . _ % + - before the @, a domain name after it)"
+        )
     return value
 
 
@@ -252,12 +257,12 @@ def _models(value: Any, default_region: str) -> tuple[Model, ...]:
             raise SettingsError(f"{where}: {entry!r} is not a mapping with name and model_id")
         _reject_unknown(entry, MODEL_KEYS, f"key in {where}:")
         name = _required_in(entry, "name", where)
-        if not isinstance(name, str) or not MODEL_NAME_PATTERN.match(name):
+        if not isinstance(name, str) or not MODEL_NAME_PATTERN.fullmatch(name):
             raise SettingsError(
                 f"{where}.name: {name!r} is not allowed; use up to 64 letters, digits, '.', '_' or '-'"
             )
         model_id = _required_in(entry, "model_id", where)
-        if not isinstance(model_id, str) or not MODEL_ID_PATTERN.match(model_id):
+        if not isinstance(model_id, str) or not MODEL_ID_PATTERN.fullmatch(model_id):
             raise SettingsError(
                 f"{where}.model_id: {model_id!r} is not a Bedrock model id; use a foundation-model id such as "
                 "anthropic.claude-3-5-haiku-20241022-v1:0 or an inference profile such as "
@@ -286,7 +291,7 @@ def _versions(value: Any) -> Versions:
     for key, (pattern, allowed) in VERSION_RULES.items():
         version = _required_in(value, key, "versions")
         version = str(version) if isinstance(version, (int, float)) and not isinstance(version, bool) else version
-        if not isinstance(version, str) or not pattern.match(version):
+        if not isinstance(version, str) or not pattern.fullmatch(version):
             raise SettingsError(f"versions.{key}: {version!r} is not allowed; use {allowed}")
         checked[key] = version
     if checked["compose"] not in COMPOSE_SHA256:

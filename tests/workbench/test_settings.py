@@ -3,6 +3,7 @@
 import pytest
 import yaml
 
+from conftest import HOSTILE_VALUES
 from workbench import settings
 from workbench.settings import SettingsError
 
@@ -34,7 +35,7 @@ def test_defaults_are_valid_and_meet_the_langfuse_minimum():
         ({"root_volume_gib": "lots"}, "root_volume_gib: 'lots' is not a whole number of GiB"),
         ({"vpc": "default"}, "vpc: 'default' is not allowed; use \"new\" or an existing VPC id"),
         ({"bedrock_region": "us-east"}, "bedrock_region: 'us-east' is not an AWS region name"),
-        ({"langfuse_admin_email": "admin"}, "langfuse_admin_email: 'admin' is not an email address"),
+        ({"langfuse_admin_email": "admin"}, "langfuse_admin_email: 'admin' is not allowed; use a plain address"),
         ({"models": "[]"}, "models: [] must be a non-empty list"),
         ({"models": '[{"name": "x", "model_id": "gpt-4o"}]'}, "models[0].model_id: 'gpt-4o' is not a Bedrock model id"),
         ({"models": '[{"name": "x"}]'}, "models[0].model_id: missing"),
@@ -102,3 +103,41 @@ def test_only_our_keys_are_taken_from_cdk_context():
         "instnce_type": "m7g.xlarge",
     }
     assert settings.context_overrides(context) == {"name": "alice", "instnce_type": "m7g.xlarge"}
+
+
+def every_setting_path(raw: dict) -> list[tuple[str, ...]]:
+    paths = []
+    for key, value in raw.items():
+        if key == "versions":
+            paths += [("versions", version) for version in value]
+        elif key == "models":
+            paths += [("models", 0, field) for field in settings.MODEL_KEYS]
+        else:
+            paths.append((key,))
+    return paths
+
+
+DEFAULT_RAW = yaml.safe_load(settings.DEFAULT_SETTINGS_FILE.read_text())
+
+
+@pytest.mark.parametrize("path", every_setting_path(DEFAULT_RAW), ids=lambda path: "/".join(map(str, path)))
+@pytest.mark.parametrize("hostile", HOSTILE_VALUES, ids=repr)
+def test_every_setting_refuses_values_that_could_run_or_inject_anything(path, hostile):
+    raw = yaml.safe_load(settings.DEFAULT_SETTINGS_FILE.read_text())
+    target = raw
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = hostile
+    with pytest.raises(SettingsError) as error:
+        settings.parse(raw)
+    assert repr(hostile) in str(error.value)  # the message names the bad value
+
+
+def test_the_setting_paths_cover_every_key():
+    assert {path[0] for path in every_setting_path(DEFAULT_RAW)} == set(settings.TOP_LEVEL_KEYS)
+    assert len(every_setting_path(DEFAULT_RAW)) == len(settings.TOP_LEVEL_KEYS) - 2 + 3 + len(settings.VERSION_RULES)
+
+
+@pytest.mark.parametrize("email", ["admin@workbench.local", "first.last+tag@example.co.uk", "a_b%c-d@x-y.io"])
+def test_ordinary_email_addresses_pass(email):
+    assert load_with(langfuse_admin_email=email).langfuse_admin_email == email
