@@ -18,6 +18,7 @@ from workbench.secrets import BY_KEY
 from workbench.services import SERVICE_PORTS
 
 NOT_HEALTHY = 3
+BOX_LITELLM_URL = f"http://localhost:{SERVICE_PORTS['LiteLLM']}"
 BOOT_SCRIPT = "/usr/local/sbin/workbench-boot"
 # What `workbench logs` can show; boot.sh's service_logs knows how to read each.
 LOG_SOURCES = ("boot", "langfuse-web", "langfuse-worker", "langfuse-postgres", "clickhouse", "redis",
@@ -53,7 +54,9 @@ def cmd_credentials(aws: WorkbenchAws, args) -> int:
     say(f"  password    {secret(aws, deployment, 'code-server-password')}")
     say("Cline (VS Code -> Cline -> settings)")
     say("  API Provider  LiteLLM")
-    say(f"  Base URL      {urls['LiteLLM']}")
+    # Cline runs in VS Code Server's extension host on the box, where LiteLLM is always on
+    # port 4000, whatever local port the tunnel uses.
+    say(f"  Base URL      {BOX_LITELLM_URL}   (on the box, where Cline runs)")
     say(f"  API Key       {master_key}")
     say(f"  Model         {models[0]}" + (f"   (also: {', '.join(models[1:])})" if len(models) > 1 else ""))
     return 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -108,25 +110,52 @@ def start_forwards(aws: WorkbenchAws, deployment: Deployment, forwards: list[For
         if aws.profile:
             command += ["--profile", aws.profile]
         forward.log = tempfile.TemporaryFile(mode="w+")
+        # Its own process group: `aws ssm start-session` runs session-manager-plugin as a child,
+        # and closing a tunnel must end both.
         forward.process = subprocess.Popen(command, stdout=forward.log, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL)
+                                           stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def _signal_group(process: subprocess.Popen, signal_number: int) -> None:
+    try:
+        os.killpg(process.pid, signal_number)
+    except ProcessLookupError:
+        pass
 
 
 def stop_forwards(forwards: list[Forward]) -> None:
-    for forward in forwards:
-        if forward.process and forward.process.poll() is None:
-            forward.process.terminate()
-    for forward in forwards:
-        if forward.process:
-            try:
-                forward.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                forward.process.kill()
+    started = [forward.process for forward in forwards if forward.process]
+    for process in started:
+        _signal_group(process, signal.SIGTERM)
+    for process in started:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
+
+
+class Closing(Exception):
+    """A signal asked `connect` to close its tunnels."""
+
+
+def _close_on_signal(signal_number, _frame) -> None:
+    raise Closing(signal.Signals(signal_number).name)
+
+
+# Ctrl-C, `kill`, and a closed terminal. Set explicitly rather than relying on Python's
+# KeyboardInterrupt, which never comes where SIGINT was ignored at start (a background job).
+CLOSING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def hold(forwards: list[Forward]) -> None:
-    """Keeps the tunnels open until Ctrl-C; a tunnel that dies closes the others and is reported."""
+    """Keeps the tunnels open until a closing signal; a tunnel that dies closes the others and is reported."""
+    previous = {number: signal.getsignal(number) for number in CLOSING_SIGNALS}
     try:
+        for number in CLOSING_SIGNALS:
+            if number == signal.SIGHUP and previous[number] == signal.SIG_IGN:
+                continue  # started under nohup: keep running when the terminal goes
+            signal.signal(number, _close_on_signal)
         while True:
             for forward in forwards:
                 if forward.process.poll() is not None:
@@ -135,9 +164,11 @@ def hold(forwards: list[Forward]) -> None:
                     raise WorkbenchError(f"the {forward.service} port forward ended "
                                          f"(exit {forward.process.returncode}): {output or 'no output'}")
             time.sleep(POLL_SECONDS / 10)
-    except KeyboardInterrupt:
+    except Closing:
         pass
     finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         stop_forwards(forwards)
 
 

@@ -111,10 +111,13 @@ def test_credentials_print_logins_keys_and_cline_settings(aws_env, capsys):
     assert "secret key  sk-lf-LangfuseSecretKeyOfalice" in out
     assert "master key  sk-LitellmMasterKeyOfalice" in out
     assert "password    CodeServerPasswordOfalice" in out
-    assert "API Provider  LiteLLM\n  Base URL      http://localhost:4000\n  API Key       sk-LitellmMasterKeyOfalice" in out
+    assert ("API Provider  LiteLLM\n  Base URL      http://localhost:4000   (on the box, where Cline runs)\n"
+            "  API Key       sk-LitellmMasterKeyOfalice") in out
     assert "Model         claude-sonnet-4-5   (also: claude-haiku-4-5)" in out
     _, shifted, _ = run(capsys, "credentials", "alice", "--port-offset", "10000")
-    assert "Base URL      http://localhost:14000" in shifted and "Langfuse      http://localhost:3000" in shifted
+    assert "LiteLLM       http://localhost:14000" in shifted and "Langfuse      http://localhost:3000" in shifted
+    # Cline runs on the box: its base URL never follows the local tunnel's port.
+    assert "Base URL      http://localhost:4000   (on the box, where Cline runs)" in shifted
 
 
 @pytest.mark.parametrize("command", [["credentials", "carol"], ["status", "carol"], ["connect", "carol"],
@@ -291,10 +294,62 @@ def test_connect_starts_a_stopped_instance_waits_for_ssm_and_opens_three_forward
 def test_ctrl_c_closes_every_forward(aws_env, stub_path):
     forwards = connect.plan(0)
     connect.start_forwards(WorkbenchAws(), type("Stub", (), {"instance_id": "i-0"})(), forwards)
-    # Ctrl-C as the terminal delivers it: SIGINT to this process while hold() waits.
+    # Ctrl-C as the terminal delivers it: SIGINT to this process while hold() waits. hold()
+    # installs its own handler, so this works where SIGINT is ignored (background jobs, CI).
     threading.Timer(0.5, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
     connect.hold(forwards)
     assert [f.process.poll() is not None for f in forwards] == [True, True, True]
+    assert_all_gone(stub_path)
+
+
+HOLDER = """
+import signal, sys
+from workbench import connect
+if sys.argv[1] == "ignore-sigint":  # what a shell does to a background job
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+aws = type("Aws", (), {"region": "us-east-1", "profile": None})()
+forwards = connect.plan(0)
+connect.start_forwards(aws, type("Deployment", (), {"instance_id": "i-0"})(), forwards)
+print("holding", flush=True)
+connect.hold(forwards)
+print("closed", flush=True)
+"""
+
+
+def assert_all_gone(stub_path, timeout=5.0):
+    """Every tunnel's child process (the stand-in for session-manager-plugin) has ended."""
+    deadline = time.monotonic() + timeout
+    while (not Path(f"{stub_path}.children").exists()
+           or len(Path(f"{stub_path}.children").read_text().split()) < 3) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = [int(pid) for pid in Path(f"{stub_path}.children").read_text().split()]
+    assert len(children) == 3
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() and
+                                               "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+                                               for pid in children):
+        time.sleep(0.05)
+    alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
+             and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"]
+    assert alive == [], f"tunnel children still running: {alive}"
+
+
+@pytest.mark.parametrize("sent, start", [(signal.SIGTERM, "default"), (signal.SIGHUP, "default"),
+                                         (signal.SIGINT, "ignore-sigint")],
+                         ids=["SIGTERM", "SIGHUP-closed-terminal", "SIGINT-in-a-background-job"])
+def test_a_signal_closes_every_tunnel_and_its_children(stub_path, sent, start):
+    holder = subprocess.Popen([os.sys.executable, "-c", HOLDER, start], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        deadline = time.monotonic() + 10
+        while len(Path(stub_path).read_text().splitlines()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        holder.send_signal(sent)
+        assert holder.wait(timeout=20) == 0
+        assert holder.stdout.read() == "closed\n"
+    finally:
+        holder.kill()
+    assert_all_gone(stub_path)
 
 
 def test_a_forward_that_fails_closes_the_others_and_is_reported(aws_env, capsys, stub_path, ssm_ping, monkeypatch):
