@@ -4,10 +4,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CDK := npx --no-install cdk
-# System packages: python3 with venv, Node.js with npm (CDK CLI), git.
+# System packages: python3 with venv, Node.js with npm (CDK CLI), git. The tests also run real
+# programs from Debian's packages (SYSTEM_PACKAGES: command -> package), installed by
+# `make test` when missing (as root, which CI is; otherwise it names what to install).
+TEST_COMMANDS := redis-server:redis-server redis-cli:redis-tools pg_isready:postgresql-client \
+	pg_ctlcluster:postgresql strace:strace ip:iproute2 unshare:util-linux nsenter:util-linux
+PROGRAMS := tests/programs
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help install deploy destroy synth render test deploy-local destroy-local clean
+.PHONY: help install system-packages test-install deploy destroy synth render test deploy-local destroy-local clean
 
 help:
 	@echo "make deploy         deploy to the AWS account of your current credentials"
@@ -29,6 +34,25 @@ node_modules/.package-lock.json: package.json
 	touch $@
 
 install: $(BIN)/activate node_modules/.package-lock.json
+
+# code-server from npm without its postinstall (which fetches from GitHub and is not needed
+# for its HTTP front), on the Node.js 22 that the `node` package's own install script brings.
+$(PROGRAMS)/node_modules/.package-lock.json: $(PROGRAMS)/package.json $(PROGRAMS)/package-lock.json
+	cd $(PROGRAMS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	cd $(PROGRAMS) && npm rebuild node --loglevel=error
+	touch $@
+
+system-packages:
+	@missing=""; for pair in $(TEST_COMMANDS); do \
+	  command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing system packages for the tests:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "the tests need these system packages:$$missing (e.g. sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
+
+test-install: install system-packages $(PROGRAMS)/node_modules/.package-lock.json
 
 synth: install
 	$(CDK) synth --quiet $(CDK_ARGS)
@@ -53,7 +77,7 @@ destroy-local: install
 	$(BIN)/python -m workbench.local_deploy destroy
 
 # The venv's tools (shellcheck, cfn-lint, litellm) first on PATH, as on an activated venv.
-test: install
+test: test-install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 clean:
