@@ -62,10 +62,10 @@ render: install
 	@test -n "$(OUT)" || { echo "usage: make render OUT=dir"; exit 2; }
 	$(BIN)/python -m workbench.bundle "$(OUT)"
 
+# Bootstraps, plans a change set, refuses one that would lose data, executes exactly that one
+# and follows it to the box's boot signal (workbench/deploy.py).
 deploy: install
-	$(CDK) bootstrap $(CDK_ARGS)
-	ALLOW_DATA_LOSS=$(ALLOW_DATA_LOSS) $(BIN)/python -m workbench.deploy_guard $(CDK_ARGS)
-	$(CDK) deploy --require-approval never $(CDK_ARGS)
+	ALLOW_DATA_LOSS=$(ALLOW_DATA_LOSS) $(BIN)/python -m workbench.deploy $(CDK_ARGS)
 
 destroy: install
 	$(CDK) destroy --force $(CDK_ARGS)

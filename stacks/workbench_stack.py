@@ -1,5 +1,6 @@
 """One workbench: composes the network, secrets, storage, bundle, instance and boot signal."""
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -67,6 +68,9 @@ class WorkbenchStack(Stack):
         CfnOutput(self, "LangfuseAdminEmail", value=settings.langfuse_admin_email, description="Langfuse admin login")
         CfnOutput(self, "LiteLLMModels", value=",".join(m.name for m in settings.models),
                   description="Model names LiteLLM serves (what Cline asks for)")
+        CfnOutput(self, "BedrockModels", description="What each model name calls in Bedrock (for workbench status)",
+                  value=json.dumps([{"name": m.name, "model_id": m.model_id, "region": m.region}
+                                    for m in settings.models], separators=(",", ":")))
         for service, port in SERVICE_PORTS.items():
             CfnOutput(
                 self,

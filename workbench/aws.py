@@ -11,7 +11,7 @@ import boto3
 import botocore.exceptions
 
 from workbench.secrets import secret_value
-from workbench.settings import stack_name_for
+from workbench.settings import Model, stack_name_for
 
 STACK_PREFIX = stack_name_for("")
 
@@ -32,6 +32,11 @@ class Deployment:
 
     def secret_arn(self, construct_id: str) -> str:
         return self.outputs[f"Secret{construct_id}Arn"]
+
+    @property
+    def bedrock_models(self) -> list[Model]:
+        """The models the stack was deployed with (empty for a stack older than that output)."""
+        return [Model(**entry) for entry in json.loads(self.outputs.get("BedrockModels", "[]"))]
 
 
 class WorkbenchAws:

@@ -11,6 +11,7 @@ import json
 import sys
 from typing import Sequence
 
+from workbench import bedrock_access
 from workbench import connect as connecting
 from workbench import settings
 from workbench.aws import Deployment, WorkbenchAws, WorkbenchError
@@ -72,7 +73,11 @@ def cmd_status(aws: WorkbenchAws, args) -> int:
     if report["ssm"] == "Online":
         output = aws.run_shell(deployment.instance_id, f"{BOOT_SCRIPT} --health")
         report["services"] = dict(line.split(None, 1) for line in output.splitlines() if " " in line)
-    healthy = bool(report["services"]) and all(v == "healthy" for v in report["services"].values())
+    models = deployment.bedrock_models
+    access = bedrock_access.check_all(aws.session, models) if models else []
+    report["bedrock"] = {result.model.name: result.detail for result in access}
+    healthy = (bool(report["services"]) and all(v == "healthy" for v in report["services"].values())
+               and not any(result.ready is False for result in access))
     report["healthy"] = healthy
     if args.json:
         print(json.dumps(report, indent=2))
@@ -87,6 +92,8 @@ def cmd_status(aws: WorkbenchAws, args) -> int:
             say("services   no answer from the box's health check")
         else:
             say("services   not checked (SSM cannot reach the instance)")
+        for name, detail in report["bedrock"].items():
+            say(f"bedrock    {name}: {detail}")
     return 0 if healthy else NOT_HEALTHY
 
 

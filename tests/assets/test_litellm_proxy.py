@@ -37,6 +37,20 @@ class Recorder(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
         self.server.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+        model_id = urllib.parse.unquote(self.path.split("/")[2]) if self.path.startswith("/model/") else None
+        if model_id in self.server.unsubscribed:
+            # Bedrock's answer to the first call of a model the account is not subscribed to, by a
+            # caller without Marketplace rights: the AccessDeniedException error type and the
+            # message as AWS reports it (CloudTrail errorMessage quoted in
+            # aws-samples/sample-host-openclaw-on-amazon-bedrock-agentcore#41).
+            payload = json.dumps({"message": MARKETPLACE_DENIED}).encode()
+            self.send_response(403)
+            self.send_header("x-amzn-errortype", "AccessDeniedException:http://internal.amazon.com/coral/com.amazon.bedrock/")
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
         if self.path.endswith("/converse"):
             reply = {
                 "output": {"message": {"role": "assistant", "content": [{"text": "Hello from fake Bedrock"}]}},
@@ -57,9 +71,18 @@ class Recorder(BaseHTTPRequestHandler):
         pass
 
 
+MARKETPLACE_DENIED = (
+    "Model access is denied due to IAM user or service role is not authorized to perform the required AWS "
+    "Marketplace actions (aws-marketplace:ViewSubscriptions, aws-marketplace:Subscribe) to enable access to this "
+    "model. Refer to the Amazon Bedrock documentation for further details. Your AWS Marketplace subscription for "
+    "this model cannot be completed at this time. If you recently fixed this issue, try again after 2 minutes."
+)
+
+
 def serve() -> ThreadingHTTPServer:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     server.requests = []
+    server.unsubscribed = set()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -192,3 +215,16 @@ def test_completion_goes_to_bedrock_and_its_trace_reaches_langfuse_with_the_proj
     assert headers["authorization"] == f"Basic {expected}"
     assert headers["content-type"] == "application/x-protobuf"
     assert b"langfuse.observation.type" in body and b"generation" in body
+
+
+def test_bedrocks_first_use_denial_reaches_the_client_naming_its_cause(proxy):
+    """A model the account is not subscribed to: Cline sees Bedrock's reason, not a bare error."""
+    haiku = next(m for m in settings.load().models if m.name == "claude-haiku-4-5")
+    proxy["bedrock"].unsubscribed.add(haiku.model_id)
+    try:
+        status, body = request(proxy["port"], "/v1/chat/completions", MASTER_KEY,
+                               {"model": haiku.name, "messages": [{"role": "user", "content": "hi"}]})
+    finally:
+        proxy["bedrock"].unsubscribed.clear()
+    assert status >= 400
+    assert "aws-marketplace:Subscribe" in body and "Model access is denied" in body, body[:500]

@@ -18,7 +18,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from workbench import cli, connect
+from workbench import bedrock_access, cli, connect
 from workbench.aws import WorkbenchAws
 from workbench.secrets import SECRETS
 
@@ -40,7 +40,7 @@ def aws_env(monkeypatch):
         yield
 
 
-def deploy_fake_workbench(name: str, instance_id: str | None = None) -> str:
+def deploy_fake_workbench(name: str, instance_id: str | None = None, **extra_outputs: str) -> str:
     """A stack with the outputs the real one has, an instance and the secrets."""
     ec2 = boto3.client("ec2", region_name=REGION)
     if instance_id is None:
@@ -48,7 +48,7 @@ def deploy_fake_workbench(name: str, instance_id: str | None = None) -> str:
         instance_id = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
     secrets = boto3.client("secretsmanager", region_name=REGION)
     outputs = {"InstanceId": instance_id, "Region": REGION, "LangfuseAdminEmail": f"{name}@example.com",
-               "LiteLLMModels": "claude-sonnet-4-5,claude-haiku-4-5"}
+               "LiteLLMModels": "claude-sonnet-4-5,claude-haiku-4-5", **extra_outputs}
     for spec in SECRETS:
         arn = secrets.create_secret(Name=f"{name}-{spec.key}", SecretString=json.dumps(
             {"prefix": spec.prefix, "random": f"{spec.construct_id}Of{name}"}))["ARN"]
@@ -179,6 +179,27 @@ def test_status_exits_3_when_a_service_is_unhealthy_or_the_box_is_stopped(aws_en
     report = json.loads(out)
     assert code == cli.NOT_HEALTHY
     assert (report["instance_state"], report["ssm"], report["services"]) == ("stopped", None, {})
+
+
+def test_status_names_what_bedrock_still_needs_per_model(aws_env, capsys, ssm_ping, box_answers, monkeypatch):
+    models = '[{"name":"claude-sonnet-4-5","model_id":"us.anthropic.claude-sonnet-4-5-20250929-v1:0",' \
+             '"region":"us-east-1"}]'
+    deploy_fake_workbench("alice", BedrockModels=models)
+    answers, _ = box_answers
+    answers["--health"] = HEALTHY_REPORT
+    asked = []
+
+    def check_all(session, checked_models):  # bedrock_access itself: tests/workbench/test_bedrock_access.py
+        asked.extend(checked_models)
+        return [bedrock_access.ModelAccess(model, False, "the account has no Marketplace subscription yet")
+                for model in checked_models]
+
+    monkeypatch.setattr(bedrock_access, "check_all", check_all)
+    code, out, _ = run(capsys, "status", "alice")
+    assert [(m.name, m.model_id, m.region) for m in asked] == [
+        ("claude-sonnet-4-5", "us.anthropic.claude-sonnet-4-5-20250929-v1:0", "us-east-1")]
+    assert "bedrock    claude-sonnet-4-5: the account has no Marketplace subscription yet" in out
+    assert code == cli.NOT_HEALTHY
 
 
 def test_status_goes_through_run_command_for_real(aws_env, capsys, ssm_ping):

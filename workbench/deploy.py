@@ -1,0 +1,281 @@
+"""`make deploy`: deploy exactly the change set that was inspected, and refuse one that loses data.
+
+1. Read CDK_ARGS the way the CDK CLI would, and refuse what cannot be read: the stack name
+   (from `-c name=…`), the profile and the region decide where the deploy lands, so a flag
+   this tool does not understand could make it check one stack and deploy another.
+2. Settle the account and region once (the CDK CLI's own order of sources), and give both the
+   CDK CLI and boto3 the same profile and region.
+3. `cdk bootstrap`, then `cdk deploy --method=prepare-change-set`: CloudFormation says what the
+   deploy would do, and nothing is changed yet.
+4. Refuse the change set if it would replace the instance (its volume holds the Langfuse and
+   LiteLLM databases), replace the blob bucket, or change a secret (Langfuse and LiteLLM
+   encrypt stored data with them) — typical causes are a lost cdk.context.json (a newer
+   image), a changed `vpc`, or an edited secret definition — unless ALLOW_DATA_LOSS=1.
+5. Execute that very change set and follow the stack's events until it settles: a failed boot
+   shows up as the wait condition's reason, and the deploy fails with it.
+
+Run: python -m workbench.deploy [-c KEY=VALUE]... [--profile NAME] [--no-rollback] [--verbose]
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import boto3
+import botocore.exceptions
+
+from workbench import bedrock_access
+from workbench import settings as workbench_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+CDK = ROOT / "node_modules" / ".bin" / "cdk"
+REPLACING = ("True", "Conditional")
+# Flags passed through to `cdk deploy` unchanged: none of them changes where it deploys.
+OUTPUT_FLAGS = ("--verbose", "-v", "-vv", "-vvv", "--debug", "--no-color", "--trace")
+SETTLED_SUFFIXES = ("_COMPLETE", "_FAILED")
+IN_PROGRESS_SUFFIX = "_IN_PROGRESS"
+POLL_SECONDS = 5
+
+
+class DeployError(Exception):
+    """Why the deploy did not happen or did not succeed; one line for the user."""
+
+
+@dataclass
+class CdkArgs:
+    context: dict[str, str] = field(default_factory=dict)
+    profile: str | None = None
+    no_rollback: bool = False
+    output_flags: list[str] = field(default_factory=list)
+
+    def for_cdk(self) -> list[str]:
+        args = [part for key, value in self.context.items() for part in ("--context", f"{key}={value}")]
+        if self.profile:
+            args += ["--profile", self.profile]
+        return args + self.output_flags
+
+
+def parse_cdk_args(argv: list[str]) -> CdkArgs:
+    """The CDK CLI arguments `make deploy` understands; anything else is refused by name."""
+    parsed = CdkArgs()
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
+        name, has_value, inline = arg.partition("=") if arg.startswith("--") else (arg, False, "")
+        if name in ("-c", "--context", "--profile"):
+            if has_value:
+                value = inline
+            elif rest and not rest[0].startswith("-"):
+                value = rest.pop(0)
+            else:
+                raise DeployError(f"CDK_ARGS: {arg} needs a value")
+            if name == "--profile":
+                parsed.profile = value
+            else:
+                key, equals, setting = value.partition("=")
+                if not key or not equals:
+                    raise DeployError(f"CDK_ARGS: {arg} {value}: a context value is KEY=VALUE, e.g. -c name=alice")
+                parsed.context[key] = setting
+        elif arg == "--no-rollback":
+            parsed.no_rollback = True
+        elif arg in OUTPUT_FLAGS:
+            parsed.output_flags.append(arg)
+        else:
+            raise DeployError(
+                f"CDK_ARGS: {arg!r} is not understood by make deploy, which must know where a deploy lands "
+                "before it checks it; allowed: -c/--context KEY=VALUE, --profile NAME, --no-rollback, "
+                f"{', '.join(OUTPUT_FLAGS)}"
+            )
+    return parsed
+
+
+def resolve_region(profile: str | None, environ: dict[str, str] | None = None) -> str:
+    """The region the CDK CLI would pick (its SdkProvider.region), short of asking EC2's metadata."""
+    environ = os.environ if environ is None else environ
+    if profile and profile not in boto3.session.Session().available_profiles:
+        raise DeployError(f"CDK_ARGS: AWS profile {profile!r} is not in your AWS configuration")
+    for variable in ("AWS_REGION", "AMAZON_REGION", "AWS_DEFAULT_REGION", "AMAZON_DEFAULT_REGION"):
+        if environ.get(variable):
+            return environ[variable]
+    profile = profile or environ.get("AWS_PROFILE") or environ.get("AWS_DEFAULT_PROFILE") or "default"
+    for candidate in (profile, "default"):
+        try:
+            region = boto3.session.Session(profile_name=candidate).region_name
+        except botocore.exceptions.ProfileNotFound:
+            continue
+        if region:
+            return region
+    return "us-east-1"
+
+
+@dataclass
+class Target:
+    """Where this deploy lands; the CDK CLI and boto3 are both pointed here."""
+
+    session: boto3.session.Session
+    profile: str | None
+    region: str
+    account: str
+
+    @classmethod
+    def resolve(cls, profile: str | None) -> "Target":
+        region = resolve_region(profile)
+        session = boto3.session.Session(profile_name=profile, region_name=region)
+        try:
+            account = session.client("sts").get_caller_identity()["Account"]
+        except botocore.exceptions.NoCredentialsError as error:
+            raise DeployError("no AWS credentials: run `aws configure`, set AWS_PROFILE or pass --profile") from error
+        except botocore.exceptions.ClientError as error:
+            raise DeployError(f"AWS rejected the credentials: {error}") from error
+        return cls(session, profile, region, account)
+
+    def cdk(self, *args: str) -> None:
+        env = {**os.environ, "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
+        result = subprocess.run([str(CDK), *args], cwd=ROOT, env=env)
+        if result.returncode != 0:
+            raise DeployError(f"cdk {args[0]} failed with exit status {result.returncode}")
+
+    @property
+    def cloudformation(self):
+        return self.session.client("cloudformation")
+
+
+def dangerous_changes(changes: list[dict]) -> list[str]:
+    """One line per planned change that would lose data."""
+    found = []
+    for change in changes:
+        resource = change.get("ResourceChange", {})
+        kind, action = resource.get("ResourceType"), resource.get("Action")
+        logical_id = resource.get("LogicalResourceId")
+        causes = sorted({d["Target"].get("Name") or d["Target"].get("Attribute")
+                         for d in resource.get("Details", []) if d.get("Target")} - {None})
+        because = f" (because of {', '.join(causes)})" if causes else ""
+        replaced = action == "Remove" or resource.get("Replacement") in REPLACING
+        if kind in ("AWS::EC2::Instance", "AWS::S3::Bucket") and replaced:
+            found.append(f"{kind} {logical_id} would be {'removed' if action == 'Remove' else 'replaced'}{because}")
+        elif kind == "AWS::SecretsManager::Secret" and action in ("Modify", "Remove"):
+            found.append(f"secret {logical_id} would be {'removed' if action == 'Remove' else 'changed'}{because}")
+    return found
+
+
+def prepare_change_set(target: Target, args: CdkArgs, stack_name: str, change_set: str) -> None:
+    """Publishes the assets and has CloudFormation plan the deploy, without executing it."""
+    target.cdk("deploy", stack_name, "--method=prepare-change-set", "--change-set-name", change_set,
+               "--require-approval", "never", *args.for_cdk())
+
+
+def planned_changes(target: Target, stack_name: str, change_set: str) -> list[dict] | None:
+    """The change set's changes; None when CloudFormation found nothing to change."""
+    cloudformation = target.cloudformation
+    try:
+        response = cloudformation.describe_change_set(StackName=stack_name, ChangeSetName=change_set)
+    except botocore.exceptions.ClientError as error:
+        if "ChangeSetNotFound" in str(error):  # the CDK CLI drops a change set that changes nothing
+            return None
+        raise
+    while response["Status"] in ("CREATE_PENDING", "CREATE_IN_PROGRESS"):
+        time.sleep(POLL_SECONDS)
+        response = cloudformation.describe_change_set(StackName=stack_name, ChangeSetName=change_set)
+    if response["Status"] == "FAILED":
+        if "didn't contain changes" in response.get("StatusReason", "") or "No updates" in response.get(
+                "StatusReason", ""):
+            return None
+        raise DeployError(f"CloudFormation could not plan the deploy: {response.get('StatusReason')}")
+    changes = response.get("Changes", [])
+    while response.get("NextToken"):
+        response = cloudformation.describe_change_set(StackName=stack_name, ChangeSetName=change_set,
+                                                      NextToken=response["NextToken"])
+        changes += response.get("Changes", [])
+    return changes
+
+
+def discard(target: Target, stack_name: str, change_set: str) -> None:
+    try:
+        target.cloudformation.delete_change_set(StackName=stack_name, ChangeSetName=change_set)
+    except botocore.exceptions.ClientError:
+        pass
+    stack = target.cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+    if stack["StackStatus"] == "REVIEW_IN_PROGRESS":  # a first deploy that never happened
+        target.cloudformation.delete_stack(StackName=stack_name)
+
+
+def execute_and_follow(target: Target, stack_name: str, change_set: str, no_rollback: bool,
+                       say=print) -> dict[str, str]:
+    """Executes the inspected change set and prints the stack's events until it settles."""
+    cloudformation = target.cloudformation
+    seen = {event["EventId"] for event in _events(cloudformation, stack_name)}
+    started = datetime.now(timezone.utc)
+    cloudformation.execute_change_set(StackName=stack_name, ChangeSetName=change_set, DisableRollback=no_rollback)
+    failures: list[str] = []
+    while True:
+        for event in reversed(_events(cloudformation, stack_name)):
+            if event["EventId"] in seen:
+                continue
+            seen.add(event["EventId"])
+            reason = f"  {event['ResourceStatusReason']}" if event.get("ResourceStatusReason") else ""
+            say(f"{event['Timestamp']:%H:%M:%S}  {event['ResourceStatus']:<20} {event['LogicalResourceId']}{reason}")
+            if event["ResourceStatus"].endswith("_FAILED") and event["Timestamp"] >= started:
+                failures.append(f"{event['LogicalResourceId']}: {event.get('ResourceStatusReason', 'no reason given')}")
+        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+        status = stack["StackStatus"]
+        if status.endswith(SETTLED_SUFFIXES) and not status.endswith(IN_PROGRESS_SUFFIX):
+            break
+        time.sleep(POLL_SECONDS)
+    if status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+        first = next((f for f in failures if "cancelled" not in f.lower()), failures[0] if failures else status)
+        raise DeployError(f"the deploy of {stack_name} ended {status}: {first}")
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def _events(cloudformation, stack_name: str) -> list[dict]:
+    """The most recent page of the stack's events (newest first)."""
+    return cloudformation.describe_stack_events(StackName=stack_name)["StackEvents"]
+
+
+def deploy(argv: list[str], say=print) -> int:
+    args = parse_cdk_args(argv)
+    loaded = workbench_settings.load(overrides=args.context)
+    stack_name = loaded.stack_name
+    target = Target.resolve(args.profile)
+    say(f"deploy: {stack_name} into account {target.account}, region {target.region}"
+        + (f" (profile {args.profile})" if args.profile else ""))
+    bedrock_access.report(target.session, loaded.models, say)
+    target.cdk("bootstrap", f"aws://{target.account}/{target.region}", *args.for_cdk())
+    change_set = f"workbench-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    prepare_change_set(target, args, stack_name, change_set)
+    changes = planned_changes(target, stack_name, change_set)
+    if changes is None:
+        say(f"deploy: {stack_name} is up to date; nothing to change")
+        discard(target, stack_name, change_set)
+        return 0
+    dangers = dangerous_changes(changes)
+    if dangers and os.environ.get("ALLOW_DATA_LOSS") != "1":
+        discard(target, stack_name, change_set)
+        say(f"deploy: not deploying {stack_name}: this update would lose the workbench's data:")
+        for danger in dangers:
+            say(f"  - {danger}")
+        say("If that is what you want, run again with ALLOW_DATA_LOSS=1 (e.g. make deploy ALLOW_DATA_LOSS=1).")
+        return 1
+    if dangers:
+        say("deploy: ALLOW_DATA_LOSS=1, going ahead although: " + "; ".join(dangers))
+    say(f"deploy: executing change set {change_set} ({len(changes)} changes)")
+    outputs = execute_and_follow(target, stack_name, change_set, args.no_rollback, say)
+    say(f"deploy: {stack_name} is ready")
+    for key in sorted(outputs):
+        say(f"  {key} = {outputs[key]}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(deploy(sys.argv[1:]))
+    except workbench_settings.SettingsError as error:
+        sys.exit(f"workbench settings: {error}")
+    except DeployError as error:
+        sys.exit(f"deploy: {error}")
