@@ -168,7 +168,8 @@ def bundle_location(ec2, instance_id: str) -> tuple[str, str]:
     """Where the instance's resolved user data says its bundle is."""
     encoded = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")["UserData"]["Value"]
     user_data = base64.b64decode(encoded).decode()
-    match = re.search(r"^BUNDLE_URL='s3://([^/']+)/([^']+)'$", user_data, re.MULTILINE)
+    # Shell-quoted when it needed quotes (stacks/user_data.py); an s3:// URL of safe characters does not.
+    match = re.search(r"^BUNDLE_URL='?s3://([^/']+)/([^'\s]+)'?$", user_data, re.MULTILINE)
     if not match:
         raise LocalDeployError("the instance's user data has no BUNDLE_URL")
     return match.group(1), match.group(2)
