@@ -363,7 +363,8 @@ def test_a_signal_closes_every_tunnel_and_its_children(stub_path, sent, start):
     try:
         assert holder.stdout.readline() == "holding\n"
         deadline = time.monotonic() + 10
-        while len(Path(stub_path).read_text().splitlines()) < 3 and time.monotonic() < deadline:
+        while ((not Path(stub_path).exists() or len(Path(stub_path).read_text().splitlines()) < 3)
+               and time.monotonic() < deadline):
             time.sleep(0.05)
         holder.send_signal(sent)
         assert holder.wait(timeout=20) == 0
