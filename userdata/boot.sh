@@ -141,17 +141,14 @@ exec $INSTALLED_SCRIPT --rerun-user-data"
 
 # Through IMDSv2; falls back to the installed boot script if the metadata service does not answer.
 rerun_user_data() {
-  local user_data=$STATE_DIR/user-data header=$STATE_DIR/imds-token-header token attempt
-  for ((attempt = 1; attempt <= RETRY_ATTEMPTS; attempt++)); do
-    if token=$("${CURL[@]}" --max-time 10 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' \
-      "$IMDS/latest/api/token") &&
-      install_content "$header" 0600 root:root "X-aws-ec2-metadata-token: $token" &&
-      "${CURL[@]}" --max-time 30 -H "@$header" -o "$user_data" "$IMDS/latest/user-data"; then
-      log "running this instance's current user data"
-      exec bash "$user_data"
-    fi
-    sleep "$RETRY_DELAY_SECONDS"
-  done
+  local user_data=$STATE_DIR/user-data header=$STATE_DIR/imds-token-header token
+  if token=$(retry "${CURL[@]}" --max-time 10 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' \
+    "$IMDS/latest/api/token") &&
+    install_content "$header" 0600 root:root "X-aws-ec2-metadata-token: $token" &&
+    retry "${CURL[@]}" --max-time 30 -H "@$header" -o "$user_data" "$IMDS/latest/user-data"; then
+    log "running this instance's current user data"
+    exec bash "$user_data"
+  fi
   log "could not read the user data from the instance metadata service; booting with the installed settings"
   exec "$0"
 }

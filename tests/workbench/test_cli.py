@@ -337,20 +337,23 @@ print("closed", flush=True)
 """
 
 
+def running(pid: int) -> bool:
+    """Still a live process (an exited child not yet reaped is a zombie, state Z)."""
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
 def assert_all_gone(stub_path, timeout=5.0):
     """Every tunnel's child process (the stand-in for session-manager-plugin) has ended."""
+    children_file = Path(f"{stub_path}.children")
     deadline = time.monotonic() + timeout
-    while (not Path(f"{stub_path}.children").exists()
-           or len(Path(f"{stub_path}.children").read_text().split()) < 3) and time.monotonic() < deadline:
+    while (not children_file.exists() or len(children_file.read_text().split()) < 3) and time.monotonic() < deadline:
         time.sleep(0.05)
-    children = [int(pid) for pid in Path(f"{stub_path}.children").read_text().split()]
+    children = [int(pid) for pid in children_file.read_text().split()]
     assert len(children) == 3
-    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() and
-                                               "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
-                                               for pid in children):
+    while any(running(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.05)
-    alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
-             and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"]
+    alive = [pid for pid in children if running(pid)]
     assert alive == [], f"tunnel children still running: {alive}"
 
 
