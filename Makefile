@@ -3,12 +3,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+CHECKOV_VENV := .venv-checkov
 CDK := npx --no-install cdk
 # System packages: python3 with venv, Node.js with npm (CDK CLI), git. The tests also run real
 # programs from Debian's packages (SYSTEM_PACKAGES: command -> package), installed by
 # `make test` when missing (as root, which CI is; otherwise it names what to install).
 TEST_COMMANDS := redis-server:redis-server redis-cli:redis-tools pg_isready:postgresql-client \
-	pg_ctlcluster:postgresql strace:strace ip:iproute2 unshare:util-linux nsenter:util-linux
+	pg_ctlcluster:postgresql strace:strace ip:iproute2 unshare:util-linux nsenter:util-linux \
+	iptables:iptables ip6tables:iptables iptables-restore:iptables
 PROGRAMS := tests/programs
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
@@ -35,6 +37,11 @@ node_modules/.package-lock.json: package.json
 
 install: $(BIN)/activate node_modules/.package-lock.json
 
+$(CHECKOV_VENV)/bin/checkov: requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
 # code-server from npm without its postinstall (which fetches from GitHub and is not needed
 # for its HTTP front), on the Node.js 22 that the `node` package's own install script brings.
 $(PROGRAMS)/node_modules/.package-lock.json: $(PROGRAMS)/package.json $(PROGRAMS)/package-lock.json
@@ -52,7 +59,7 @@ system-packages:
 	  else echo "the tests need these system packages:$$missing (e.g. sudo apt-get install$$missing)"; exit 1; fi; \
 	fi
 
-test-install: install system-packages $(PROGRAMS)/node_modules/.package-lock.json
+test-install: install system-packages $(PROGRAMS)/node_modules/.package-lock.json $(CHECKOV_VENV)/bin/checkov
 
 synth: install
 	$(CDK) synth --quiet $(CDK_ARGS)

@@ -3,7 +3,7 @@
 from aws_cdk import Aws, Stack, Token, aws_ec2 as ec2, aws_iam as iam
 from constructs import Construct
 
-from stacks.nag import acknowledge
+from stacks.nag import acknowledge, acknowledge_checkov
 from stacks.network import Network
 from workbench import bedrock
 from workbench.settings import Settings
@@ -32,14 +32,22 @@ class WorkbenchInstance(Construct):
             "Role",
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
             description=f"AI Coding Workbench {settings.name} instance",
-            managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")],
         )
         self.role.add_to_policy(_bedrock_statement(settings))
+        for statement in _systems_manager_statements():
+            self.role.add_to_policy(statement)
         acknowledge(
             self.role,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]",
-            "AWS's own minimal policy for the SSM agent (Session Manager port forwarding, Run "
-            "Command); it tracks the agent's needs as AWS changes them, which a copy would not.",
+            "AwsSolutions-IAM5[Resource::*]",
+            "ssmmessages and ec2messages actions have no resource type (Service Authorization "
+            "Reference); with instance credentials they only carry this instance's own sessions "
+            "and commands.",
+        )
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]",
+            "The SSM agent reports for the instance whose credentials it holds; the instance's id "
+            "cannot appear in its own role's policy (the role exists before the instance).",
         )
 
         self.instance = ec2.Instance(
@@ -78,6 +86,12 @@ class WorkbenchInstance(Construct):
             "Detailed (1-minute) monitoring is billed per instance; a personal workbench is watched "
             "through `workbench status` and the boot signal, not CloudWatch alarms.",
         )
+        acknowledge_checkov(
+            self.instance,
+            "CKV_AWS_88",
+            "The public address gives outbound internet without a NAT gateway (about USD 33 a month); "
+            "the security group admits nothing inbound and people connect through SSM.",
+        )
         acknowledge(
             self.instance,
             "AwsSolutions-EC29",
@@ -97,6 +111,37 @@ def _machine_image(settings: Settings, *, pin: bool) -> ec2.IMachineImage:
         cpu_type=CPU_TYPES[settings.architecture],
         cached_in_context=pin,
     )
+
+
+def _systems_manager_statements() -> list[iam.PolicyStatement]:
+    """What the SSM agent needs for Session Manager (port forwarding) and Run Command.
+
+    From AWS's "Reference: ec2messages, ssmmessages, and other API operations" (Systems Manager
+    user guide): the agent registers and reports with ssm:UpdateInstanceInformation; sessions
+    and, where it can connect, Run Command documents go through ssmmessages; Run Command falls
+    back to ec2messages. Nothing else of AmazonSSMManagedInstanceCore: no ssm:GetParameter(s)
+    (which reach every parameter of the account), no documents, associations, inventory or
+    patch baselines, which this workbench does not use.
+    """
+    return [
+        iam.PolicyStatement(
+            sid="SsmAgentReportsThisInstance",
+            actions=["ssm:UpdateInstanceInformation"],
+            resources=[f"arn:{Aws.PARTITION}:ec2:{Aws.REGION}:{Aws.ACCOUNT_ID}:instance/*"],
+        ),
+        iam.PolicyStatement(
+            sid="SessionManagerAndRunCommandChannels",
+            actions=[f"ssmmessages:{action}" for action in
+                     ("CreateControlChannel", "CreateDataChannel", "OpenControlChannel", "OpenDataChannel")],
+            resources=["*"],
+        ),
+        iam.PolicyStatement(
+            sid="RunCommandMessages",
+            actions=[f"ec2messages:{action}" for action in
+                     ("AcknowledgeMessage", "DeleteMessage", "FailMessage", "GetEndpoint", "GetMessages", "SendReply")],
+            resources=["*"],
+        ),
+    ]
 
 
 def _bedrock_statement(settings: Settings) -> iam.PolicyStatement:

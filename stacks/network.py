@@ -25,9 +25,9 @@ class Network(Construct):
                 subnet_configuration=[
                     ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24)
                 ],
-                # The CDK default adds a Lambda-backed custom resource to empty the default
-                # security group; nothing here uses that group, and it is one more function to run.
-                restrict_default_security_group=False,
+                # Empties the default security group, which would otherwise let anything put in
+                # it talk to everything else in it (CIS AWS Foundations 5.4).
+                restrict_default_security_group=True,
             )
             acknowledge(
                 self.vpc,

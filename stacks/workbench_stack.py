@@ -4,18 +4,17 @@ import json
 import tempfile
 from pathlib import Path
 
-from aws_cdk import Aws, CfnOutput, Stack, Tags, aws_iam as iam, aws_s3_assets as s3_assets
+from aws_cdk import Aspects, Aws, CfnOutput, Stack, Tags, aws_iam as iam, aws_s3_assets as s3_assets
 from constructs import Construct
 
 from stacks.boot_signal import BootSignal
 from stacks.instance import WorkbenchInstance
-from stacks.nag import acknowledge
+from stacks.nag import AcknowledgeCdkHandlers, acknowledge
 from stacks.network import Network
 from stacks.secrets import WorkbenchSecrets
 from stacks.storage import LangfuseBlobStorage
 from stacks.user_data import BOOT_SCRIPT, boot_user_data
 from workbench import bundle
-from workbench.secrets import BY_KEY as SECRETS_BY_KEY
 from workbench.services import SERVICE_PORTS, output_prefix
 from workbench.settings import Settings
 
@@ -30,6 +29,7 @@ class WorkbenchStack(Stack):
             **kwargs,
         )
         Tags.of(self).add("ai-workbench", settings.name)
+        Aspects.of(self).add(AcknowledgeCdkHandlers())
 
         network = Network(self, "Network", settings=settings)
         secrets = WorkbenchSecrets(self, "Secrets", settings=settings)
@@ -83,13 +83,8 @@ class WorkbenchStack(Stack):
                 ),
             )
             CfnOutput(self, f"{output_prefix(service)}Url", value=f"http://localhost:{port}", description=f"{service} through the tunnel")
-        for key, secret in secrets.by_key.items():
-            CfnOutput(
-                self,
-                f"Secret{secret.node.id}Arn",
-                value=secret.secret_arn,
-                description=f"Secrets Manager ARN of {key} (value: prefix + random)",
-            )
+        CfnOutput(self, "SecretArn", value=secrets.arn,
+                  description="Secrets Manager ARN of the seed of every password and key (see workbench credentials)")
         CfnOutput(self, "BootReport", value=boot_signal.report, description="Boot time-to-ready and phase seconds")
         acknowledge(
             self,
@@ -112,13 +107,14 @@ def deployment_env(
         "AWS_REGION": Aws.REGION,
         "BUNDLE_URL": bundle_asset.s3_object_url,
         "BLOB_BUCKET": storage.bucket.bucket_name,
+        "SECRET_ARN": secrets.arn,
         "LANGFUSE_ADMIN_EMAIL": settings.langfuse_admin_email,
         "COMPOSE_VERSION": versions.compose,
         "COMPOSE_SHA256_X86_64": versions.compose_sha256["x86_64"],
         "COMPOSE_SHA256_AARCH64": versions.compose_sha256["aarch64"],
         "CODE_SERVER_VERSION": versions.code_server,
         "CLINE_VERSION": versions.cline,
+        "LITELLM_MODEL_NAMES": ",".join(model.name for model in settings.models),
+        "CLINE_BUDGET_USD_PER_DAY": f"{settings.cline_budget_usd_per_day:g}",
     }
-    for key, secret in secrets.by_key.items():
-        env[f"SECRET_ARN_{SECRETS_BY_KEY[key].env_name}"] = secret.secret_arn
     return env

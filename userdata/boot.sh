@@ -8,7 +8,8 @@
 # on a booted box is safe and changes nothing that is already in place.
 #
 # Modes: (none) boot and signal; --health one "<service> healthy|unhealthy" line per service;
-# --logs SERVICE [LINES]; --rerun-user-data (cloud-init's per-boot hook, see install_per_boot_hook).
+# --logs SERVICE [LINES]; --rerun-user-data (cloud-init's per-boot hook, see install_per_boot_hook);
+# --firewall (workbench-firewall.service, early on every boot, see apply_metadata_firewall).
 set -Eeuo pipefail
 
 ROOT=${WORKBENCH_ROOT:-}  # tests run the script inside a sandbox directory
@@ -30,11 +31,26 @@ RETRY_DELAY_SECONDS=${WORKBENCH_RETRY_DELAY_SECONDS:-10}
 # still leave the boot's deadline for the health phase and a failure signal that names them.
 ATTEMPT_TIMEOUT_SECONDS=${WORKBENCH_ATTEMPT_TIMEOUT_SECONDS:-300}
 # Every network call is bounded: no connect may hang, no transfer may outlive an attempt.
-CURL=(curl --fail --silent --show-error --connect-timeout 10)
+CURL_ANY_STATUS=(curl --silent --show-error --connect-timeout 10)
+CURL=("${CURL_ANY_STATUS[@]}" --fail)
 AWS=(aws --cli-connect-timeout 10 --cli-read-timeout 60)
 MIN_ROOT_GIB=45
-CODE_SERVER_USER=ec2-user
-AS_CODE_SERVER_USER=(runuser -u "$CODE_SERVER_USER" -- env HOME="/home/$CODE_SERVER_USER")
+# code-server, its terminals and Cline run as this user: no sudo, no docker group, no
+# instance metadata (so no instance-role credentials). See README, "Threat model".
+CODING_USER=${WORKBENCH_CODING_USER:-coder}
+AS_CODING_USER=(runuser -u "$CODING_USER" -- env HOME="/home/$CODING_USER")
+# What the coding user builds with; they install more for themselves (pip --user, npm -g
+# into ~/.local), never as root.
+CODING_TOOLS=(git python3-pip nodejs22 nodejs22-npm)
+# Groups that would hand the coding user root: sudo rights, the Docker socket, system logs.
+PRIVILEGED_GROUPS=(wheel docker adm sudo systemd-journal)
+FIREWALL_UNIT=workbench-firewall.service
+METADATA_V4=169.254.169.254
+METADATA_V6=fd00:ec2::254
+# The only containers that may reach the instance metadata service (the role's credentials):
+# LiteLLM (Bedrock) and Langfuse web and worker (S3), at the fixed addresses their compose
+# files give them on every network they join.
+METADATA_CLIENTS=(172.29.0.10 172.29.0.11 172.29.1.10 172.29.1.11 172.29.2.10)
 PROJECTS=(langfuse litellm)
 
 # Logs go to stderr, so command substitutions capture only the command's own output.
@@ -189,28 +205,93 @@ phase_docker() {
 
 phase_config() {
   start_phase config
-  local download=$STATE_DIR/bundle.zip var key json
+  local download=$STATE_DIR/bundle.zip secret_string derived name value
   retry "${AWS[@]}" s3 cp --only-show-errors "$BUNDLE_URL" "$download" || fail "could not fetch the bundle $BUNDLE_URL"
   mkdir -p "$INSTALL_DIR"
   python3 -m zipfile -e "$download" "$INSTALL_DIR" >"$STATE_DIR/last-output" 2>&1 || fail "could not unpack the bundle"
 
-  for var in "${!SECRET_ARN_@}"; do
-    key=${var#SECRET_ARN_}
-    json=$(retry "${AWS[@]}" secretsmanager get-secret-value --secret-id "${!var}" --query SecretString --output text) ||
-      fail "cannot read secret $(tr '[:upper:]_' '[:lower:]-' <<<"$key") (${!var})"
-    # On stdin, never as an argument: any local user can read a process's arguments in /proc.
-    printf -v "$key" '%s' "$(python3 -c 'import json, sys; s = json.load(sys.stdin); print(s["prefix"] + s["random"])' <<<"$json")"
-  done
+  # One seed; each password and key is derived from it by the bundle's copy of
+  # workbench/secrets.py. On stdin, never as an argument: any local user can read a
+  # process's arguments in /proc.
+  secret_string=$(retry "${AWS[@]}" secretsmanager get-secret-value --secret-id "$SECRET_ARN" \
+    --query SecretString --output text) || fail "cannot read the workbench's secret $SECRET_ARN"
+  derived=$(python3 "$INSTALL_DIR/boot/workbench_secrets.py" <<<"$secret_string" 2>"$STATE_DIR/last-output") ||
+    fail "cannot derive the passwords and keys from $SECRET_ARN"
+  while read -r name value; do
+    printf -v "$name" '%s' "$value"
+  done <<<"$derived"
 
-  local template rendered home=$ROOT/home/$CODE_SERVER_USER
+  local template
   for template in "$INSTALL_DIR"/env/*.env; do
-    rendered=$(render "$template")
-    install_content "$ENV_DIR/$(basename "$template")" 0600 root:root "$rendered"
+    install_content "$ENV_DIR/$(basename "$template")" 0600 root:root "$(render "$template")"
   done
-  mkdir -p "$home/.config/code-server"
-  chown "$CODE_SERVER_USER:$CODE_SERVER_USER" "$home/.config" "$home/.config/code-server"
-  rendered=$(render "$INSTALL_DIR/code-server/config.yaml")
-  install_content "$home/.config/code-server/config.yaml" 0600 "$CODE_SERVER_USER:$CODE_SERVER_USER" "$rendered"
+  end_phase
+}
+
+# The metadata service hands out the instance role's credentials to anyone who asks it. The
+# coding user (and so Cline, its terminals and any extension) never reaches it, and neither
+# does a container other than METADATA_CLIENTS. Our chains are rebuilt in one atomic
+# iptables-restore, so a re-run never leaves a moment without them; the jumps into them
+# are added once and stay first. DOCKER-USER is Docker's chain for rules like these: Docker
+# keeps its content and jumps to it before its own forwarding rules.
+apply_metadata_firewall() {
+  local source
+  iptables -w -L DOCKER-USER -n >/dev/null 2>&1 || iptables -w -N DOCKER-USER
+  iptables -w -C FORWARD -j DOCKER-USER 2>/dev/null || iptables -w -I FORWARD 1 -j DOCKER-USER
+  {
+    echo '*filter'
+    echo ':WORKBENCH-CODING-USER - [0:0]'
+    echo ':WORKBENCH-METADATA - [0:0]'
+    echo "-A WORKBENCH-CODING-USER -d $METADATA_V4/32 -m owner --uid-owner $CODING_USER -j REJECT"
+    for source in "${METADATA_CLIENTS[@]}"; do
+      echo "-A WORKBENCH-METADATA -s $source/32 -d $METADATA_V4/32 -j RETURN"
+    done
+    echo "-A WORKBENCH-METADATA -d $METADATA_V4/32 -j REJECT"
+    echo 'COMMIT'
+  } | iptables-restore -w --noflush
+  # IPv6: the metadata endpoint answers there only where it is enabled; closed all the same.
+  printf '%s\n' '*filter' ':WORKBENCH-CODING-USER - [0:0]' \
+    "-A WORKBENCH-CODING-USER -d $METADATA_V6/128 -m owner --uid-owner $CODING_USER -j REJECT" 'COMMIT' |
+    ip6tables-restore -w --noflush
+  iptables -w -C OUTPUT -j WORKBENCH-CODING-USER 2>/dev/null || iptables -w -I OUTPUT 1 -j WORKBENCH-CODING-USER
+  ip6tables -w -C OUTPUT -j WORKBENCH-CODING-USER 2>/dev/null || ip6tables -w -I OUTPUT 1 -j WORKBENCH-CODING-USER
+  iptables -w -C DOCKER-USER -j WORKBENCH-METADATA 2>/dev/null || iptables -w -I DOCKER-USER 1 -j WORKBENCH-METADATA
+}
+
+# Fails unless the coding user is an ordinary user: no privileged group, no sudo rule.
+verify_coding_user_contained() {
+  local groups group sudo_rights
+  groups=" $(id -nG "$CODING_USER") "
+  for group in "${PRIVILEGED_GROUPS[@]}"; do
+    [[ $groups == *" $group "* ]] && fail "the coding user $CODING_USER is in the $group group, which amounts to root"
+  done
+  sudo_rights=$(sudo -n -l -U "$CODING_USER" 2>&1) || fail "could not list the sudo rights of $CODING_USER: $sudo_rights"
+  [[ $sudo_rights == *"is not allowed to run sudo"* ]] ||
+    fail "the coding user $CODING_USER may use sudo: ${sudo_rights//$'\n'/ }"
+}
+
+phase_coding_user() {
+  start_phase coding-user
+  retry dnf install -y "${CODING_TOOLS[@]}" || fail "dnf could not install ${CODING_TOOLS[*]}"
+  if ! id "$CODING_USER" >/dev/null 2>&1; then
+    # No password (so no su or sudo login) and only its own group.
+    useradd --create-home --user-group --shell /bin/bash --comment "AI Coding Workbench: code-server and Cline" \
+      "$CODING_USER" >"$STATE_DIR/last-output" 2>&1 || fail "could not create the coding user $CODING_USER"
+  fi
+  verify_coding_user_contained
+  local home=$ROOT/home/$CODING_USER
+  mkdir -p "$home/workspace"
+  chown "$CODING_USER:$CODING_USER" "$home/workspace"
+  install_content "$home/.npmrc" 0644 "$CODING_USER:$CODING_USER" "$(<"$INSTALL_DIR/coding-user/npmrc")"
+  install_content "$ROOT/etc/profile.d/workbench-user-tools.sh" 0644 root:root \
+    "$(<"$INSTALL_DIR/coding-user/workbench-user-tools.sh")"
+  # Before code-server and Docker on every boot, and now.
+  install_content "$SYSTEMD_DIR/$FIREWALL_UNIT" 0644 root:root "$(<"$INSTALL_DIR/systemd/$FIREWALL_UNIT")"
+  retry systemctl daemon-reload || fail "systemd could not reload its units"
+  retry systemctl enable "$FIREWALL_UNIT" || fail "systemd could not enable $FIREWALL_UNIT"
+  retry systemctl restart "$FIREWALL_UNIT" || fail "$FIREWALL_UNIT could not install the metadata firewall"
+  iptables -w -C WORKBENCH-CODING-USER -d "$METADATA_V4/32" -m owner --uid-owner "$CODING_USER" -j REJECT \
+    >"$STATE_DIR/last-output" 2>&1 || fail "the metadata firewall is not in place for $CODING_USER"
   end_phase
 }
 
@@ -224,21 +305,27 @@ phase_code_server() {
       fail "could not download code-server $CODE_SERVER_VERSION"
     retry rpm -U --replacepkgs "$STATE_DIR/code-server.rpm" || fail "could not install code-server $CODE_SERVER_VERSION"
   fi
+  local home=$ROOT/home/$CODING_USER
+  mkdir -p "$home/.config/code-server"
+  chown "$CODING_USER:$CODING_USER" "$home/.config" "$home/.config/code-server"
+  install_content "$home/.config/code-server/config.yaml" 0600 "$CODING_USER:$CODING_USER" \
+    "$(render "$INSTALL_DIR/code-server/config.yaml")"
   local extension=saoudrizwan.claude-dev
-  if ! timeout 60 "${AS_CODE_SERVER_USER[@]}" code-server --list-extensions --show-versions 2>/dev/null |
+  if ! timeout 60 "${AS_CODING_USER[@]}" code-server --list-extensions --show-versions 2>/dev/null |
     grep -qx "$extension@$CLINE_VERSION"; then
-    retry "${AS_CODE_SERVER_USER[@]}" code-server --install-extension "$extension@$CLINE_VERSION" ||
+    retry "${AS_CODING_USER[@]}" code-server --install-extension "$extension@$CLINE_VERSION" ||
       fail "could not install Cline $CLINE_VERSION from Open VSX"
   fi
-  retry systemctl enable --now "code-server@$CODE_SERVER_USER" || fail "code-server did not start"
+  retry systemctl enable --now "code-server@$CODING_USER" || fail "code-server did not start"
   end_phase
 }
 
 phase_services() {
   start_phase services
   local project unit
-  for unit in "$INSTALL_DIR"/systemd/*.service; do
-    install_content "$SYSTEMD_DIR/$(basename "$unit")" 0644 root:root "$(<"$unit")"
+  for project in "${PROJECTS[@]}"; do
+    unit=workbench-$project.service
+    install_content "$SYSTEMD_DIR/$unit" 0644 root:root "$(<"$INSTALL_DIR/systemd/$unit")"
   done
   retry systemctl daemon-reload || fail "systemd could not reload its units"
   for project in "${PROJECTS[@]}"; do
@@ -276,7 +363,7 @@ service_logs() {
   local lines=${2:-15}
   case $1 in
     boot) tail -n "$lines" "$LOG_FILE" ;;
-    code-server) journalctl -u "code-server@$CODE_SERVER_USER" -n "$lines" --no-pager ;;
+    code-server) journalctl -u "code-server@$CODING_USER" -n "$lines" --no-pager ;;
     litellm*) docker compose --project-directory "$INSTALL_DIR/litellm" logs --no-color --tail "$lines" "${1%-langfuse-callback}" ;;
     *) docker compose --project-directory "$INSTALL_DIR/langfuse" logs --no-color --tail "$lines" "$1" ;;
   esac
@@ -316,14 +403,53 @@ phase_health() {
   end_phase
 }
 
+# LiteLLM's management API as the operator (master key from a root-only header file, never
+# on a command line). The answer's body goes to a file; prints the HTTP status.
+litellm_api() {
+  local method=$1 path=$2 answer=$3 request=${4:-}
+  local args=(--max-time 30 -X "$method" -o "$answer" -w '%{http_code}' -H "@$STATE_DIR/litellm-auth-header")
+  [[ -n $request ]] && args+=(-H 'Content-Type: application/json' --data-binary "@$request")
+  "${CURL_ANY_STATUS[@]}" "${args[@]}" "http://127.0.0.1:4000$path"
+}
+
+# Cline's own LiteLLM key (what it may do: boot/cline_key_request.py). Its value is derived
+# from the workbench's secret; created once, then updated on every boot so changed settings
+# reach it. LiteLLM stores only the key's sha256, which is how it is looked up here.
+phase_cline_key() {
+  start_phase cline-key
+  local request=$STATE_DIR/cline-key-request.json answer=$STATE_DIR/cline-key-answer.json status endpoint
+  status=$(litellm_api GET "/key/info?key=$(printf '%s' "$LITELLM_CLINE_KEY" | sha256sum | cut -c1-64)" "$answer") ||
+    fail "LiteLLM's key API did not answer"
+  case $status in
+    200) endpoint=/key/update
+      # A key deleted in LiteLLM's UI still answers, from its archive; it needs creating again.
+      python3 -c 'import json, sys; sys.exit(json.load(sys.stdin)["info"].get("status") != "deleted")' <"$answer" &&
+        endpoint=/key/generate ;;
+    404) endpoint=/key/generate ;;
+    *) cp "$answer" "$STATE_DIR/last-output"; fail "LiteLLM answered HTTP $status to /key/info for Cline's key" ;;
+  esac
+  (umask 077 && python3 "$INSTALL_DIR/boot/cline_key_request.py" <<<"$LITELLM_CLINE_KEY" >"$request")
+  status=$(litellm_api POST "$endpoint" "$answer" "$request") || status="no answer"
+  rm -f "$request"
+  if [[ $status != 200 ]]; then
+    cp "$answer" "$STATE_DIR/last-output" 2>/dev/null || true
+    fail "LiteLLM refused Cline's key at $endpoint (HTTP $status)"
+  fi
+  rm -f "$answer"  # a created key's answer holds the key itself
+  log "Cline's key: $endpoint done (models $LITELLM_MODEL_NAMES, USD $CLINE_BUDGET_USD_PER_DAY a day)"
+  end_phase
+}
+
 run_phases() {
   PHASE_SECONDS=()
   phase_preflight
   phase_docker
   phase_config
+  phase_coding_user
   phase_code_server
   phase_services
   phase_health
+  phase_cline_key
   local phases
   phases=$(IFS=,; printf '%s' "${PHASE_SECONDS[*]}")
   signal SUCCESS "workbench ready in ${SECONDS}s ({$phases})" "{\"time_to_ready_seconds\": $SECONDS, \"phases\": {$phases}}"
@@ -340,6 +466,7 @@ main() {
     --health) health_report; return ;;
     --logs) service_logs "${2:?--logs needs a service name}" "${3:-100}"; return ;;
     --rerun-user-data) rerun_user_data ;;
+    --firewall) apply_metadata_firewall; return ;;
   esac
   if [[ ${1:-} == --phases ]]; then
     trap 'fail "unexpected error at line $LINENO"' ERR

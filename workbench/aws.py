@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import boto3
 import botocore.exceptions
 
-from workbench.secrets import secret_value
+from workbench.secrets import seed_of
 from workbench.settings import Model, stack_name_for
 
 STACK_PREFIX = stack_name_for("")
@@ -30,8 +30,9 @@ class Deployment:
     def instance_id(self) -> str:
         return self.outputs["InstanceId"]
 
-    def secret_arn(self, construct_id: str) -> str:
-        return self.outputs[f"Secret{construct_id}Arn"]
+    @property
+    def secret_arn(self) -> str:
+        return self.outputs["SecretArn"]
 
     @property
     def bedrock_models(self) -> list[Model]:
@@ -115,9 +116,12 @@ class WorkbenchAws:
                           Filters=[{"Key": "InstanceIds", "Values": [instance_id]}])["InstanceInformationList"]
         return info[0]["PingStatus"] if info else "Unknown"
 
-    def secret(self, arn: str) -> str:
+    def secret_seed(self, arn: str) -> str:
         response = self._call("secretsmanager", "get_secret_value", SecretId=arn)
-        return secret_value(json.loads(response["SecretString"]))
+        try:
+            return seed_of(response["SecretString"])
+        except ValueError as error:
+            raise WorkbenchError(f"{arn}: {error}; was it changed by hand? Redeploy a new workbench") from error
 
     def run_shell(self, instance_id: str, script: str, timeout_seconds: int = 60) -> str:
         """Runs a shell script on the box through SSM Run Command; returns its standard output."""

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import yaml
 
+from workbench import secrets
 from workbench.settings import Settings
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TEMPLATED_SUFFIXES = {".yaml"}
+BOX_SECRETS_MODULE = "boot/workbench_secrets.py"  # where boot.sh runs workbench/secrets.py
 
 
 class SynthTemplate(string.Template):
@@ -40,6 +42,8 @@ def render(settings: Settings, out_dir: Path) -> Path:
         else:
             shutil.copyfile(source, target)
     (out_dir / "litellm" / "config.yaml").write_text(litellm_config(settings))
+    # The boot derives the secret values with the same code as the stack and the CLI.
+    shutil.copyfile(secrets.__file__, out_dir / BOX_SECRETS_MODULE)
     return out_dir
 
 

@@ -14,8 +14,8 @@ from typing import Sequence
 from workbench import bedrock_access
 from workbench import connect as connecting
 from workbench import settings
-from workbench.aws import Deployment, WorkbenchAws, WorkbenchError
-from workbench.secrets import BY_KEY
+from workbench.aws import WorkbenchAws, WorkbenchError
+from workbench.secrets import BY_KEY, derive
 from workbench.services import SERVICE_PORTS
 
 NOT_HEALTHY = 3
@@ -30,8 +30,6 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-def secret(aws: WorkbenchAws, deployment: Deployment, key: str) -> str:
-    return aws.secret(deployment.secret_arn(BY_KEY[key].construct_id))
 
 
 def cmd_connect(aws: WorkbenchAws, args) -> int:
@@ -42,23 +40,27 @@ def cmd_connect(aws: WorkbenchAws, args) -> int:
 def cmd_credentials(aws: WorkbenchAws, args) -> int:
     deployment = aws.deployment(args.name)
     urls = {forward.service: forward.url for forward in connecting.plan(args.port_offset)}
-    master_key = secret(aws, deployment, "litellm-master-key")
+    seed = aws.secret_seed(deployment.secret_arn)
+
+    def secret(key: str) -> str:
+        return derive(seed, BY_KEY[key])
+
     models = deployment.outputs.get("LiteLLMModels", "").split(",")
     say(f"Langfuse      {urls['Langfuse']}")
     say(f"  login       {deployment.outputs.get('LangfuseAdminEmail', '(see workbench.yaml)')}")
-    say(f"  password    {secret(aws, deployment, 'langfuse-admin-password')}")
-    say(f"  public key  {secret(aws, deployment, 'langfuse-public-key')}")
-    say(f"  secret key  {secret(aws, deployment, 'langfuse-secret-key')}")
+    say(f"  password    {secret('langfuse-admin-password')}")
+    say(f"  public key  {secret('langfuse-public-key')}")
+    say(f"  secret key  {secret('langfuse-secret-key')}")
     say(f"LiteLLM       {urls['LiteLLM']}")
-    say(f"  master key  {master_key}")
+    say(f"  master key  {secret('litellm-master-key')}   (operator only: admin API and UI)")
     say(f"VS Code       {urls['VS Code']}")
-    say(f"  password    {secret(aws, deployment, 'code-server-password')}")
+    say(f"  password    {secret('code-server-password')}")
     say("Cline (VS Code -> Cline -> settings)")
     say("  API Provider  LiteLLM")
     # Cline runs in VS Code Server's extension host on the box, where LiteLLM is always on
     # port 4000, whatever local port the tunnel uses.
     say(f"  Base URL      {BOX_LITELLM_URL}   (on the box, where Cline runs)")
-    say(f"  API Key       {master_key}")
+    say(f"  API Key       {secret('litellm-cline-key')}   (Cline's own: these models, a daily budget)")
     say(f"  Model         {models[0]}" + (f"   (also: {', '.join(models[1:])})" if len(models) > 1 else ""))
     return 0
 

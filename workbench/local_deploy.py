@@ -32,6 +32,7 @@ from typing import Iterator
 import boto3
 
 from workbench import settings as workbench_settings
+from workbench.secrets import SEED_KEY, seed_of
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".local-aws"
@@ -143,9 +144,16 @@ def verify_deployed(endpoint: str, stack_name: str) -> dict[str, str]:
     profile_name = instance["IamInstanceProfile"]["Arn"].rsplit("/", 1)[1]
     (role,) = iam.get_instance_profile(InstanceProfileName=profile_name)["InstanceProfile"]["Roles"]
     check(True, f"instance profile {profile_name} with role {role['RoleName']}")
-    attached = [p["PolicyName"] for p in iam.list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"]]
-    check("AmazonSSMManagedInstanceCore" in attached, "role has AmazonSSMManagedInstanceCore")
-    check(bool(iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]), "role has its inline policy")
+    attached = iam.list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"]
+    check(attached == [], "role has no managed policy (no AmazonSSMManagedInstanceCore)")
+    actions = set()
+    for policy_name in iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]:
+        document = iam.get_role_policy(RoleName=role["RoleName"], PolicyName=policy_name)["PolicyDocument"]
+        for statement in document["Statement"]:
+            actions.update([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    check({"ssm:UpdateInstanceInformation", "ssmmessages:OpenDataChannel", "ec2messages:GetMessages"} <= actions,
+          "role's own policy lets the SSM agent register, open sessions and take commands")
+    check(not any(action.startswith("ssm:GetParameter") for action in actions), "role reads no SSM parameter")
 
     resources = client("cloudformation").list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
     by_type: dict[str, list[str]] = {}
@@ -154,11 +162,10 @@ def verify_deployed(endpoint: str, stack_name: str) -> dict[str, str]:
     (group_id,) = by_type["AWS::EC2::SecurityGroup"]
     (group,) = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
     check(group["IpPermissions"] == [], f"security group {group_id} has no ingress")
-    secrets = client("secretsmanager")
-    for arn in by_type["AWS::SecretsManager::Secret"]:
-        value = json.loads(secrets.get_secret_value(SecretId=arn)["SecretString"])
-        check(set(value) == {"prefix", "random"} and len(value["random"]) >= 24, f"secret {arn.split(':')[-1]}")
-    check(len(by_type["AWS::SecretsManager::Secret"]) == 13, "13 secrets")
+    (secret_arn,) = by_type["AWS::SecretsManager::Secret"]
+    secret_string = client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+    check(set(json.loads(secret_string)) == {SEED_KEY} and bool(seed_of(secret_string)),
+          f"one secret, {secret_arn.split(':')[-1]}, holding a generated seed")
     bucket, key = bundle_location(ec2, instance["InstanceId"])
     check(client("s3").head_object(Bucket=bucket, Key=key)["ContentLength"] > 0, f"bundle asset s3://{bucket}/{key}")
     return outputs

@@ -21,6 +21,8 @@ MIN_VCPUS = 4
 MIN_MEMORY_GIB = 16
 MIN_ROOT_VOLUME_GIB = 50
 MAX_ROOT_VOLUME_GIB = 16384
+# Bedrock spend Cline's key may run up per day; the ceiling catches a typo's extra zeros.
+MAX_CLINE_BUDGET_USD_PER_DAY = 10000
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
 VPC_ID_PATTERN = re.compile(r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
@@ -55,7 +57,7 @@ COMPOSE_SHA256: dict[str, dict[str, str]] = {
 
 TOP_LEVEL_KEYS = (
     "name", "instance_type", "root_volume_gib", "vpc", "bedrock_region",
-    "models", "langfuse_admin_email", "versions",
+    "models", "langfuse_admin_email", "cline_budget_usd_per_day", "versions",
 )
 MODEL_KEYS = ("name", "model_id", "region")
 # Context keys the CDK CLI itself may set that carry neither ':' nor '@'.
@@ -108,6 +110,7 @@ class Settings:
     bedrock_region: str
     models: tuple[Model, ...]
     langfuse_admin_email: str
+    cline_budget_usd_per_day: float
     versions: Versions
     shape: instance_types.InstanceShape = field(compare=False)
 
@@ -171,6 +174,7 @@ def parse(raw: Mapping[str, Any]) -> Settings:
         bedrock_region=region,
         models=_models(_required(raw, "models"), region),
         langfuse_admin_email=_email(_required(raw, "langfuse_admin_email")),
+        cline_budget_usd_per_day=_cline_budget(_required(raw, "cline_budget_usd_per_day")),
         versions=_versions(_required(raw, "versions")),
         shape=shape,
     )
@@ -243,6 +247,15 @@ def _email(value: Any) -> str:
             "(letters, digits and . _ % + - before the @, a domain name after it)"
         )
     return value
+
+
+def _cline_budget(value: Any) -> float:
+    allowed = f"a number of US dollars above 0 and at most {MAX_CLINE_BUDGET_USD_PER_DAY}, such as 20 or 7.5"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SettingsError(f"cline_budget_usd_per_day: {value!r} is not a number; use {allowed}")
+    if not 0 < value <= MAX_CLINE_BUDGET_USD_PER_DAY:  # also refuses nan and inf
+        raise SettingsError(f"cline_budget_usd_per_day: {value!r} is out of range; use {allowed}")
+    return float(value)
 
 
 def _models(value: Any, default_region: str) -> tuple[Model, ...]:

