@@ -10,6 +10,8 @@ from aws_cdk.assertions import Template
 import app as cdk_app
 
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+# Tests that import litellm read its model map from the package instead of the internet.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from workbench import secrets
-from workbench.settings import Settings
+from workbench.settings import ModelInfo, Settings
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TEMPLATED_SUFFIXES = {".yaml"}
@@ -47,12 +47,36 @@ def render(settings: Settings, out_dir: Path) -> Path:
     return out_dir
 
 
+def model_prices(info: ModelInfo) -> dict:
+    """LiteLLM's custom pricing (per token), which its spend tracking and budgets count with."""
+    per_token = {key: round(usd / 1_000_000, 12) for key, usd in info.usd_per_million_tokens.items()}
+    return {
+        "input_cost_per_token": per_token["input"],
+        "output_cost_per_token": per_token["output"],
+        "cache_creation_input_token_cost": per_token["cache_write"],
+        "cache_read_input_token_cost": per_token["cache_read"],
+    }
+
+
+def model_limits(info: ModelInfo) -> dict:
+    """What /v1/model/info reports besides prices: Cline's context window and prompt caching."""
+    return {
+        "mode": "chat",
+        "max_input_tokens": info.context_window,
+        "max_tokens": info.max_output_tokens,
+        "max_output_tokens": info.max_output_tokens,
+        "supports_prompt_caching": info.prompt_caching,
+    }
+
+
 def litellm_config(settings: Settings) -> str:
     config = {
         "model_list": [
             {
                 "model_name": model.name,
-                "litellm_params": {"model": f"bedrock/{model.model_id}", "aws_region_name": model.region},
+                "litellm_params": {"model": f"bedrock/{model.model_id}", "aws_region_name": model.region,
+                                   **model_prices(model.info)},
+                "model_info": model_limits(model.info),
             }
             for model in settings.models
         ],
@@ -61,7 +85,13 @@ def litellm_config(settings: Settings) -> str:
             "callbacks": ["langfuse_otel"],
             "drop_params": True,
         },
-        "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
+        "general_settings": {
+            "master_key": "os.environ/LITELLM_MASTER_KEY",
+            # Cline sends its task id as `litellm_session_id`; "omit" copies it into the request's
+            # metadata.session_id, which langfuse_otel exports as session.id (Langfuse's session),
+            # and invents none for a request without it (litellm_pre_call_utils.py).
+            "missing_session_id": "omit",
+        },
     }
     header = "# Generated from workbench.yaml by workbench/bundle.py; edit the settings, not this file.\n"
     return header + yaml.safe_dump(config, sort_keys=False)

@@ -43,7 +43,9 @@ VERSION_RULES: dict[str, tuple[re.Pattern[str], str]] = {
     "clickhouse": (re.compile(r"^25\.\d+\.\d+(\.\d+)?$"), "an exact ClickHouse 25.x release such as 25.12.5"),
     "redis": (re.compile(r"^7\.\d+\.\d+$"), "an exact Redis 7 release such as 7.4.6"),
     "code_server": (re.compile(r"^4\.\d+\.\d+$"), "an exact code-server 4 release such as 4.108.2"),
-    "cline": (re.compile(r"^3\.\d+\.\d+$"), "an exact Cline 3 release such as 3.51.0"),
+    # From 3.66.0 Cline keeps its settings in ~/.cline/data, which the boot seeds; 4.x is a rewrite.
+    "cline": (re.compile(r"^3\.(6[6-9]|[7-9]\d)\.\d+$"),
+              "an exact Cline 3 release from 3.66.0 on (it keeps its settings in files), such as 3.89.2"),
     "compose": (re.compile(r"^2\.\d+\.\d+$"), "an exact Docker Compose v2 release such as 2.40.3"),
 }
 
@@ -57,9 +59,13 @@ COMPOSE_SHA256: dict[str, dict[str, str]] = {
 
 TOP_LEVEL_KEYS = (
     "name", "instance_type", "root_volume_gib", "vpc", "bedrock_region",
-    "models", "langfuse_admin_email", "cline_budget_usd_per_day", "versions",
+    "models", "langfuse_admin_email", "cline_model", "cline_budget_usd_per_day", "versions",
 )
-MODEL_KEYS = ("name", "model_id", "region")
+MODEL_KEYS = ("name", "model_id", "region", "context_window", "max_output_tokens", "prompt_caching",
+              "usd_per_million_tokens")
+PRICE_KEYS = ("input", "output", "cache_write", "cache_read")
+MAX_CONTEXT_WINDOW = 10_000_000
+MAX_USD_PER_MILLION_TOKENS = 1000
 # Context keys the CDK CLI itself may set that carry neither ':' nor '@'.
 CDK_PLAIN_CONTEXT_KEYS = frozenset({"acknowledged-issue-numbers", "cli-telemetry"})
 
@@ -69,10 +75,21 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class ModelInfo:
+    """What LiteLLM reports at /v1/model/info; Cline sizes its context and counts cost from it."""
+
+    context_window: int
+    max_output_tokens: int
+    prompt_caching: bool
+    usd_per_million_tokens: dict[str, float]
+
+
+@dataclass(frozen=True)
 class Model:
     name: str
     model_id: str
     region: str
+    info: ModelInfo | None = field(default=None, compare=False)  # None: known only by name (a stack output)
 
     @property
     def inference_profile_geo(self) -> str | None:
@@ -110,6 +127,7 @@ class Settings:
     bedrock_region: str
     models: tuple[Model, ...]
     langfuse_admin_email: str
+    cline_model: str
     cline_budget_usd_per_day: float
     versions: Versions
     shape: instance_types.InstanceShape = field(compare=False)
@@ -166,14 +184,16 @@ def parse(raw: Mapping[str, Any]) -> Settings:
     instance_type = _required(raw, "instance_type")
     shape = _instance_shape(instance_type)
     region = _region(_required(raw, "bedrock_region"), "bedrock_region")
+    models = _models(_required(raw, "models"), region)
     return Settings(
         name=name,
         instance_type=instance_type,
         root_volume_gib=_root_volume(_required(raw, "root_volume_gib")),
         vpc=_vpc(_required(raw, "vpc")),
         bedrock_region=region,
-        models=_models(_required(raw, "models"), region),
+        models=models,
         langfuse_admin_email=_email(_required(raw, "langfuse_admin_email")),
+        cline_model=_cline_model(_required(raw, "cline_model"), models),
         cline_budget_usd_per_day=_cline_budget(_required(raw, "cline_budget_usd_per_day")),
         versions=_versions(_required(raw, "versions")),
         shape=shape,
@@ -249,6 +269,13 @@ def _email(value: Any) -> str:
     return value
 
 
+def _cline_model(value: Any, models: tuple[Model, ...]) -> str:
+    names = [model.name for model in models]
+    if value not in names:
+        raise SettingsError(f"cline_model: {value!r} is not one of the models' names; use one of {', '.join(names)}")
+    return value
+
+
 def _cline_budget(value: Any) -> float:
     allowed = f"a number of US dollars above 0 and at most {MAX_CLINE_BUDGET_USD_PER_DAY}, such as 20 or 7.5"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -282,12 +309,42 @@ def _models(value: Any, default_region: str) -> tuple[Model, ...]:
                 "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
             )
         region = _region(entry.get("region", default_region), f"{where}.region")
-        models.append(Model(name, model_id, region))
+        models.append(Model(name, model_id, region, _model_info(entry, where)))
     names = [model.name for model in models]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise SettingsError(f"models: name {duplicates[0]!r} is used twice; each model needs its own name")
     return tuple(models)
+
+
+def _model_info(entry: Mapping[str, Any], where: str) -> ModelInfo:
+    context_window = _whole_number(_required_in(entry, "context_window", where), f"{where}.context_window",
+                                   1024, MAX_CONTEXT_WINDOW)
+    max_output = _whole_number(_required_in(entry, "max_output_tokens", where), f"{where}.max_output_tokens",
+                               1, context_window)
+    caching = _required_in(entry, "prompt_caching", where)
+    if not isinstance(caching, bool):
+        raise SettingsError(f"{where}.prompt_caching: {caching!r} is not allowed; use true or false "
+                            "(whether Bedrock caches prompts for this model)")
+    prices = _required_in(entry, "usd_per_million_tokens", where)
+    if not isinstance(prices, dict):
+        raise SettingsError(f"{where}.usd_per_million_tokens: {prices!r} must be a mapping of "
+                            f"{', '.join(PRICE_KEYS)} to US dollars per million tokens")
+    _reject_unknown(prices, PRICE_KEYS, f"key in {where}.usd_per_million_tokens:")
+    checked = {}
+    for key in PRICE_KEYS:
+        value = _required_in(prices, key, f"{where}.usd_per_million_tokens")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_USD_PER_MILLION_TOKENS:
+            raise SettingsError(f"{where}.usd_per_million_tokens.{key}: {value!r} is not allowed; use a price in "
+                                f"US dollars per million tokens from 0 to {MAX_USD_PER_MILLION_TOKENS}")
+        checked[key] = float(value)
+    return ModelInfo(context_window, max_output, caching, checked)
+
+
+def _whole_number(value: Any, key: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SettingsError(f"{key}: {value!r} is not allowed; use a whole number of tokens from {low} to {high}")
+    return value
 
 
 def _required_in(entry: Mapping[str, Any], key: str, where: str) -> Any:

@@ -204,10 +204,18 @@ def test_each_service_gets_what_it_needs_and_paired_values_agree(tree, projects)
 
 def test_litellm_config_lists_the_configured_models_and_langfuse_callback(tree):
     config = yaml.safe_load((tree / "litellm" / "config.yaml").read_text())
-    assert [(m["model_name"], m["litellm_params"]) for m in config["model_list"]] == [
-        (m.name, {"model": f"bedrock/{m.model_id}", "aws_region_name": m.region}) for m in settings.load().models]
+    models = settings.load().models
+    assert [(m["model_name"], m["litellm_params"]["model"], m["litellm_params"]["aws_region_name"])
+            for m in config["model_list"]] == [(m.name, f"bedrock/{m.model_id}", m.region) for m in models]
+    for entry, model in zip(config["model_list"], models):
+        prices = model.info.usd_per_million_tokens
+        assert entry["litellm_params"]["input_cost_per_token"] * 1e6 == pytest.approx(prices["input"])
+        assert entry["litellm_params"]["cache_read_input_token_cost"] * 1e6 == pytest.approx(prices["cache_read"])
+        assert entry["model_info"]["max_input_tokens"] == model.info.context_window
+        assert entry["model_info"]["supports_prompt_caching"] is model.info.prompt_caching
     assert config["litellm_settings"]["callbacks"] == ["langfuse_otel"]
     assert config["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
+    assert config["general_settings"]["missing_session_id"] == "omit"  # Cline's task id becomes the session
 
 
 def test_systemd_units_bring_the_projects_back_after_reboot(tree):

@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -55,7 +56,9 @@ class Recorder(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(payload)
             return
-        if self.path.endswith("/converse"):
+        if self.path.endswith("/converse-stream"):
+            payload, content_type = converse_stream(STREAMED_TEXT), "application/vnd.amazon.eventstream"
+        elif self.path.endswith("/converse"):
             reply = {
                 "output": {"message": {"role": "assistant", "content": [{"text": "Hello from fake Bedrock"}]}},
                 "stopReason": "end_turn",
@@ -73,6 +76,38 @@ class Recorder(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+STREAMED_TEXT = ["Hello ", "from streaming ", "fake Bedrock"]
+
+
+def event_stream_message(event_type: str, payload: dict) -> bytes:
+    """One message of AWS's event-stream encoding, as Bedrock's ConverseStream sends it.
+
+    Prelude (total length, headers length, CRC32 of both), string headers (name length, name,
+    type 7, value length, value), JSON payload, CRC32 of the whole message (the framing that
+    botocore.eventstream parses; Bedrock API reference, ConverseStream response).
+    """
+    headers = b""
+    for name, value in ((":event-type", event_type), (":content-type", "application/json"), (":message-type", "event")):
+        headers += bytes([len(name)]) + name.encode() + b"\x07" + len(value).to_bytes(2, "big") + value.encode()
+    body = json.dumps(payload).encode()
+    total = 12 + len(headers) + len(body) + 4
+    prelude = total.to_bytes(4, "big") + len(headers).to_bytes(4, "big")
+    prelude += zlib.crc32(prelude).to_bytes(4, "big")
+    message = prelude + headers + body
+    return message + zlib.crc32(message).to_bytes(4, "big")
+
+
+def converse_stream(chunks: list[str]) -> bytes:
+    """A whole ConverseStream answer: the events and their order from Bedrock's ConverseStream reference."""
+    events = [("messageStart", {"role": "assistant"})]
+    events += [("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": chunk}}) for chunk in chunks]
+    events += [("contentBlockStop", {"contentBlockIndex": 0}), ("messageStop", {"stopReason": "end_turn"}),
+               ("metadata", {"usage": {"inputTokens": 1200, "outputTokens": 9, "totalTokens": 1209,
+                                       "cacheReadInputTokens": 1000, "cacheWriteInputTokens": 0},
+                             "metrics": {"latencyMs": 15}})]
+    return b"".join(event_stream_message(event_type, payload) for event_type, payload in events)
 
 
 MARKETPLACE_DENIED = (
@@ -127,11 +162,11 @@ def shipped_env(tree: Path, langfuse_url: str) -> dict[str, str]:
     return env
 
 
-def start_proxy(workdir: Path, config_changes=None, env_changes=None):
+def start_proxy(workdir: Path, config_changes=None, env_changes=None, overrides=None):
     """The real proxy with the shipped config and env; yields its port and the fakes it talks to."""
     if not LITELLM.exists():
         pytest.fail(f"{LITELLM} missing: install requirements-dev.txt")
-    tree = bundle.render(settings.load(), workdir / "bundle")
+    tree = bundle.render(settings.load(overrides=overrides), workdir / "bundle")
     bedrock, langfuse = serve(), serve()
     config = yaml.safe_load((tree / "litellm" / "config.yaml").read_text())
     for model in config["model_list"]:  # the only change to the shipped config: where Bedrock is
@@ -242,17 +277,23 @@ def test_bedrocks_first_use_denial_reaches_the_client_naming_its_cause(proxy):
 
 
 CLINE_KEY = "sk-" + "c" * 32
+# A model id LiteLLM's own model map does not know: its window and prices come from workbench.yaml alone.
+UNKNOWN_MODEL = {"name": "future", "model_id": "us.anthropic.claude-future-9-20270101-v1:0",
+                 "context_window": 500000, "max_output_tokens": 32000, "prompt_caching": True,
+                 "usd_per_million_tokens": {"input": 2.0, "output": 10.0, "cache_write": 2.5, "cache_read": 0.2}}
 
 
 @pytest.fixture(scope="module")
-def proxy_with_clines_key(tmp_path_factory):
-    """The proxy, with Cline's key stored as the boot creates it but for the first model only."""
+def proxy_as_on_the_box(tmp_path_factory):
+    """The proxy with Cline's key stored as the boot creates it, for the first model and an unknown one."""
     workdir = tmp_path_factory.mktemp("litellm-keys")
-    first_model = settings.load().models[0].name
+    defaults = yaml.safe_load(settings.DEFAULT_SETTINGS_FILE.read_text())["models"]
+    first_model = defaults[0]["name"]
     stored = workdir / "cline-key.json"
     stored.write_text(subprocess.run(
         [sys.executable, str(CLINE_KEY_REQUEST)], input=CLINE_KEY, capture_output=True, text=True, check=True,
-        env={"WORKBENCH_NAME": "alice", "LITELLM_MODEL_NAMES": first_model, "CLINE_BUDGET_USD_PER_DAY": "20"},
+        env={"WORKBENCH_NAME": "alice", "LITELLM_MODEL_NAMES": f"{first_model},future",
+             "CLINE_BUDGET_USD_PER_DAY": "20"},
     ).stdout)
 
     def stored_keys(config, tree):
@@ -261,17 +302,18 @@ def proxy_with_clines_key(tmp_path_factory):
         config["general_settings"]["custom_auth_run_common_checks"] = True
         config["litellm_settings"]["enable_post_custom_auth_checks"] = True
 
-    yield from start_proxy(workdir, stored_keys, {"WORKBENCH_STORED_KEY": str(stored)})
+    yield from start_proxy(workdir, stored_keys, {"WORKBENCH_STORED_KEY": str(stored)},
+                           overrides={"models": json.dumps(defaults + [UNKNOWN_MODEL])})
 
 
-def test_clines_key_calls_its_models_and_nothing_else(proxy_with_clines_key):
+def test_clines_key_calls_its_models_and_nothing_else(proxy_as_on_the_box):
     """LiteLLM's own checks on the key the boot creates: the model list and model calls only.
 
     Proven here: given the stored key, the proxy refuses other models and key management. Only
     the box proves that /key/generate stores it (Postgres) and that the daily budget is enforced,
     which needs LiteLLM's spend tracking in that database.
     """
-    port = proxy_with_clines_key["port"]
+    port = proxy_as_on_the_box["port"]
     allowed, other = (m.name for m in settings.load().models[:2])
     chat = lambda model: request(port, "/v1/chat/completions", CLINE_KEY,  # noqa: E731
                                  {"model": model, "messages": [{"role": "user", "content": "hi"}]})
@@ -282,3 +324,84 @@ def test_clines_key_calls_its_models_and_nothing_else(proxy_with_clines_key):
     status, body = request(port, "/key/generate", CLINE_KEY, {"models": [other]})
     assert status == 403 and "not allowed to call this route" in body, body
     assert request(port, "/v1/models", "sk-someone-elses-key")[0] in (400, 401)
+
+
+def test_model_info_gives_cline_the_window_prices_and_caching_even_for_a_model_litellm_does_not_know(
+        proxy_as_on_the_box):
+    """What Cline reads (GET /v1/model/info with x-litellm-api-key, src/core/api/providers/litellm.ts)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{proxy_as_on_the_box['port']}/v1/model/info",
+                                 headers={"x-litellm-api-key": CLINE_KEY, "accept": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as response:
+        data = json.loads(response.read())["data"]
+    by_name = {entry["model_name"]: entry["model_info"] for entry in data}
+    future = by_name["future"]
+    assert future["max_input_tokens"] == 500000 and future["max_output_tokens"] == 32000
+    assert future["supports_prompt_caching"] is True
+    assert future["input_cost_per_token"] == pytest.approx(2.0e-6)
+    assert future["output_cost_per_token"] == pytest.approx(10.0e-6)
+    assert future["cache_creation_input_token_cost"] == pytest.approx(2.5e-6)
+    assert future["cache_read_input_token_cost"] == pytest.approx(0.2e-6)
+    sonnet = settings.load().models[0]
+    assert by_name[sonnet.name]["max_input_tokens"] == sonnet.info.context_window
+
+
+def test_the_bedrock_fake_speaks_the_event_stream_that_botocore_decodes():
+    from botocore.eventstream import EventStreamBuffer
+
+    buffer = EventStreamBuffer()
+    buffer.add_data(converse_stream(["a", "b"]))
+    messages = list(buffer)
+    assert [m.headers[":event-type"] for m in messages] == [
+        "messageStart", "contentBlockDelta", "contentBlockDelta", "contentBlockStop", "messageStop", "metadata"]
+    assert json.loads(messages[1].payload) == {"contentBlockIndex": 0, "delta": {"text": "a"}}
+
+
+def span_attributes(body: bytes) -> list[dict]:
+    """Every span of an OTLP/protobuf export, as {name, attributes}."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    export = ExportTraceServiceRequest.FromString(body)
+    return [{"name": span.name, **{a.key: a.value.string_value for a in span.attributes}}
+            for resource in export.resource_spans for scope in resource.scope_spans for span in scope.spans]
+
+
+def test_a_cline_task_arrives_in_langfuse_as_one_session_of_the_workbenchs_user(proxy_as_on_the_box):
+    """A streaming request shaped as Cline 3.89.2 sends it (src/core/api/providers/litellm.ts)."""
+    port = proxy_as_on_the_box["port"]
+    session = "cline-01JZWORKBENCHTESTSESSION01"
+    body = {
+        "model": settings.load().models[0].name,
+        "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "You are Cline.",
+                                            "cache_control": {"type": "ephemeral"}}]},
+            {"role": "user", "content": [{"type": "text", "text": "<task>hi</task>",
+                                          "cache_control": {"type": "ephemeral"}}]},
+        ],
+        "temperature": 0, "stream": True, "drop_params": True,
+        "stream_options": {"include_usage": True},
+        "litellm_session_id": session,
+    }
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/chat/completions", data=json.dumps(body).encode(),
+                                 headers={"authorization": f"Bearer {CLINE_KEY}", "content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as response:
+        events = [line[6:] for line in response.read().decode().splitlines() if line.startswith("data: ")]
+    chunks = [json.loads(event) for event in events if event != "[DONE]"]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices"))
+    assert text == "".join(STREAMED_TEXT)
+    assert any(c.get("usage") for c in chunks)  # stream_options.include_usage: Cline counts tokens from it
+
+    bedrock_path = proxy_as_on_the_box["bedrock"].requests[-1][0]
+    assert bedrock_path.endswith("/converse-stream")
+
+    def exported():
+        for path, _, payload in proxy_as_on_the_box["langfuse"].requests:
+            for span in span_attributes(payload) if path == "/api/public/otel/v1/traces" else []:
+                if span["name"] == "litellm_request" and span.get("session.id") == session:
+                    return span
+        return None
+
+    started = time.monotonic()
+    while (span := exported()) is None:
+        assert time.monotonic() < started + 30, "no span with the task's session id reached the fake Langfuse"
+        time.sleep(0.2)
+    assert span["user.id"] == "alice"  # Cline's key's user_id: the workbench's name

@@ -150,7 +150,7 @@ def boot_ids(template_json: dict) -> tuple[str, str]:
 
 
 def test_a_redeploy_that_changes_what_the_box_runs_waits_for_a_new_signal(default_json):
-    changed = template_of({"models": '[{"name": "haiku", "model_id": "us.anthropic.claude-haiku-4-5-20251001-v1:0"}]'})
+    changed = template_of({"cline_budget_usd_per_day": "7.5"})  # any setting that reaches the box
     changed_json = changed.to_json()
     old_handle, old_condition = boot_ids(default_json)
     new_handle, new_condition = boot_ids(changed_json)

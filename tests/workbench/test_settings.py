@@ -1,5 +1,7 @@
 """Settings validation: every bad input stops synth with the key, the value and what is allowed."""
 
+import json
+
 import pytest
 import yaml
 
@@ -10,6 +12,21 @@ from workbench.settings import SettingsError
 
 def load_with(**overrides):
     return settings.load(overrides=overrides)
+
+
+INFO = {"context_window": 200000, "max_output_tokens": 64000, "prompt_caching": True,
+        "usd_per_million_tokens": {"input": 3.0, "output": 15.0, "cache_write": 3.75, "cache_read": 0.3}}
+
+
+def models_json(*entries: dict) -> str:
+    """A models override with each entry's model info filled in unless it sets its own."""
+    return json.dumps([{**INFO, **entry} for entry in entries])
+
+
+def with_info(**changes) -> dict:
+    """One model override whose info differs from INFO by `changes` (None removes a key)."""
+    entry = {"name": "claude-sonnet-4-5", "model_id": "anthropic.claude-3-haiku-20240307-v1:0", **INFO, **changes}
+    return {"models": json.dumps([{k: v for k, v in entry.items() if v is not None}])}
 
 
 def test_defaults_are_valid_and_meet_the_langfuse_minimum():
@@ -47,8 +64,21 @@ def test_cline_budget_takes_dollars_and_cents(budget, expected):
         ({"models": '[{"name": "x"}]'}, "models[0].model_id: missing"),
         ({"models": '[{"name": "x", "model_id": "anthropic.claude-3-haiku-20240307-v1:0", "temperature": 1}]'},
          "unknown key in models[0]: 'temperature'"),
-        ({"models": '[{"name": "a", "model_id": "anthropic.m-v1:0"}, {"name": "a", "model_id": "amazon.n-v1:0"}]'},
-         "models: name 'a' is used twice"),
+        ({"models": models_json({"name": "a", "model_id": "anthropic.m-v1:0"}, {"name": "a", "model_id": "amazon.n-v1:0"}),
+          "cline_model": "a"}, "models: name 'a' is used twice"),
+        (with_info(context_window="lots"), "models[0].context_window: 'lots' is not allowed; use a whole number of tokens from 1024"),
+        (with_info(context_window=None), "models[0].context_window: missing"),
+        (with_info(max_output_tokens=300000), "models[0].max_output_tokens: 300000 is not allowed; use a whole number of tokens from 1 to 200000"),
+        (with_info(prompt_caching="yes"), "models[0].prompt_caching: 'yes' is not allowed; use true or false"),
+        (with_info(usd_per_million_tokens={"input": -1, "output": 1, "cache_write": 1, "cache_read": 1}),
+         "models[0].usd_per_million_tokens.input: -1 is not allowed; use a price in US dollars per million tokens"),
+        (with_info(usd_per_million_tokens={"input": 1, "output": 1, "cache_write": 1}),
+         "models[0].usd_per_million_tokens.cache_read: missing"),
+        (with_info(usd_per_million_tokens={"input": 1, "output": 1, "cache_write": 1, "cache_read": 1, "batch": 1}),
+         "unknown key in models[0].usd_per_million_tokens: 'batch'"),
+        ({"cline_model": "gpt-4o"}, "cline_model: 'gpt-4o' is not one of the models' names; use one of claude-sonnet-4-5, claude-haiku-4-5"),
+        ({"versions.cline": "3.51.0"}, "versions.cline: '3.51.0' is not allowed; use an exact Cline 3 release from 3.66.0 on"),
+        ({"versions.cline": "4.0.2"}, "versions.cline: '4.0.2' is not allowed"),
         ({"versions.langfuse": "latest"}, "versions.langfuse: 'latest' is not allowed; use an exact Langfuse v4 release"),
         ({"versions.langfuse": "3.120.0"}, "versions.langfuse: '3.120.0' is not allowed"),
         ({"versions.postgres": "17"}, "versions.postgres: '17' is not allowed; use an exact PostgreSQL 17 release"),
@@ -80,14 +110,33 @@ def test_overrides_keep_their_types_and_reach_nested_keys():
 def test_models_override_as_json_and_region_defaults_to_bedrock_region():
     loaded = load_with(
         bedrock_region="eu-west-1",
-        models='[{"name": "sonnet", "model_id": "eu.anthropic.claude-sonnet-4-5-20250929-v1:0"},'
-        ' {"name": "titan", "model_id": "amazon.titan-text-express-v1", "region": "us-west-2"}]',
+        models=models_json({"name": "sonnet", "model_id": "eu.anthropic.claude-sonnet-4-5-20250929-v1:0"},
+                           {"name": "titan", "model_id": "amazon.titan-text-express-v1", "region": "us-west-2",
+                            "prompt_caching": False}),
+        cline_model="titan",
     )
     assert [(m.name, m.region, m.inference_profile_geo) for m in loaded.models] == [
         ("sonnet", "eu-west-1", "eu"),
         ("titan", "us-west-2", None),
     ]
     assert loaded.models[0].foundation_model_id == "anthropic.claude-sonnet-4-5-20250929-v1:0"
+    assert loaded.cline_model == "titan"
+    assert loaded.models[1].info.prompt_caching is False and loaded.models[0].info.context_window == 200000
+
+
+def test_default_models_carry_litellms_own_numbers_for_their_ids():
+    """workbench.yaml's model info equals LiteLLM 1.108.7's model map for the same Bedrock ids."""
+    import litellm
+
+    for model in settings.load().models:
+        known = litellm.model_cost[model.model_id]
+        assert model.info.context_window == known["max_input_tokens"]
+        assert model.info.max_output_tokens == known["max_output_tokens"]
+        assert model.info.prompt_caching == known["supports_prompt_caching"]
+        prices = {"input": "input_cost_per_token", "output": "output_cost_per_token",
+                  "cache_write": "cache_creation_input_token_cost", "cache_read": "cache_read_input_token_cost"}
+        for key, litellm_key in prices.items():
+            assert model.info.usd_per_million_tokens[key] == pytest.approx(known[litellm_key] * 1e6), (model.name, key)
 
 
 def test_settings_file_that_is_not_a_mapping_is_refused(tmp_path):
@@ -148,7 +197,8 @@ def test_every_setting_refuses_values_that_could_run_or_inject_anything(path, ho
 
 def test_the_setting_paths_cover_every_key():
     assert {path[0] for path in every_setting_path(DEFAULT_RAW)} == set(settings.TOP_LEVEL_KEYS)
-    assert len(every_setting_path(DEFAULT_RAW)) == len(settings.TOP_LEVEL_KEYS) - 2 + 3 + len(settings.VERSION_RULES)
+    assert len(every_setting_path(DEFAULT_RAW)) == (len(settings.TOP_LEVEL_KEYS) - 2 + len(settings.MODEL_KEYS)
+                                                    + len(settings.VERSION_RULES))
 
 
 @pytest.mark.parametrize("email", ["admin@workbench.local", "first.last+tag@example.co.uk", "a_b%c-d@x-y.io"])
