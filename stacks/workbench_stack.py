@@ -115,6 +115,7 @@ def deployment_env(
         "CODE_SERVER_VERSION": versions.code_server,
         "CLINE_VERSION": versions.cline,
         "LITELLM_MODEL_NAMES": ",".join(model.name for model in settings.models),
+        "CLINE_MODEL": settings.cline_model,
         "CLINE_BUDGET_USD_PER_DAY": f"{settings.cline_budget_usd_per_day:g}",
     }
     return env

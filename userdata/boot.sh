@@ -38,7 +38,9 @@ MIN_ROOT_GIB=45
 # code-server, its terminals and Cline run as this user: no sudo, no docker group, no
 # instance metadata (so no instance-role credentials). See README, "Threat model".
 CODING_USER=${WORKBENCH_CODING_USER:-coder}
-AS_CODING_USER=(runuser -u "$CODING_USER" -- env HOME="/home/$CODING_USER")
+AS_CODING_USER=(runuser -u "$CODING_USER" -- env HOME="$ROOT/home/$CODING_USER")
+# Where Cline (in code-server's extension host, on the box) reaches LiteLLM.
+CLINE_LITELLM_URL=http://localhost:4000
 # What the coding user builds with; they install more for themselves (pip --user, npm -g
 # into ~/.local), never as root.
 CODING_TOOLS=(git python3-pip nodejs22 nodejs22-npm)
@@ -50,7 +52,7 @@ METADATA_V6=fd00:ec2::254
 # The only containers that may reach the instance metadata service (the role's credentials):
 # LiteLLM (Bedrock) and Langfuse web and worker (S3), at the fixed addresses their compose
 # files give them on every network they join.
-METADATA_CLIENTS=(172.29.0.10 172.29.0.11 172.29.1.10 172.29.1.11 172.29.2.10)
+METADATA_CLIENTS=(172.29.0.10 172.29.0.11 172.29.0.12 172.29.1.10 172.29.1.11 172.29.2.10)
 PROJECTS=(langfuse litellm)
 
 # Logs go to stderr, so command substitutions capture only the command's own output.
@@ -310,6 +312,11 @@ phase_code_server() {
   chown "$CODING_USER:$CODING_USER" "$home/.config" "$home/.config/code-server"
   install_content "$home/.config/code-server/config.yaml" 0600 "$CODING_USER:$CODING_USER" \
     "$(render "$INSTALL_DIR/code-server/config.yaml")"
+  # Cline's provider, model, key and first-run answers, merged into what the user has.
+  "${AS_CODING_USER[@]}" python3 "$INSTALL_DIR/boot/seed_cline.py" "$CLINE_VERSION" "$CLINE_MODEL" \
+    "$CLINE_LITELLM_URL" <<<"$LITELLM_CLINE_KEY" >"$STATE_DIR/last-output" 2>&1 ||
+    fail "could not pre-fill Cline's settings"
+  log "$(tr '\n' ' ' <"$STATE_DIR/last-output")"
   local extension=saoudrizwan.claude-dev
   if ! timeout 60 "${AS_CODING_USER[@]}" code-server --list-extensions --show-versions 2>/dev/null |
     grep -qx "$extension@$CLINE_VERSION"; then
@@ -347,15 +354,19 @@ phase_services() {
   end_phase
 }
 
-# name|URL|what a healthy answer contains|whether it needs the LiteLLM master key
+# name|URL|what a healthy answer contains|the header file it needs (under STATE_DIR)
 # code-server's /healthz says "alive" only within a minute of a browser's heartbeat and
 # "expired" otherwise (src/node/routes/health.ts, heart.ts); either answer means it serves.
 HEALTH_CHECKS=(
   "langfuse-web|http://127.0.0.1:3000/api/public/health|OK|"
   "langfuse-worker|http://127.0.0.1:3030/api/health||"
-  "litellm|http://127.0.0.1:4000/health/readiness/details|\"db\":\"connected\"|key"
-  "litellm-langfuse-callback|http://127.0.0.1:4000/health/readiness/details|LangfuseOtelLogger|key"
+  "litellm|http://127.0.0.1:4000/health/readiness/details|\"db\":\"connected\"|litellm-auth-header"
+  "litellm-langfuse-callback|http://127.0.0.1:4000/health/readiness/details|LangfuseOtelLogger|litellm-auth-header"
   "code-server|http://127.0.0.1:8080/healthz|\"lastHeartbeat\"|"
+)
+# What the boot configures once the services are up; `workbench status` shows these too.
+CONFIGURATION_CHECKS=(
+  "langfuse-llm-connection|http://127.0.0.1:3000/api/public/llm-connections|\"provider\":\"litellm\"|langfuse-auth-header"
 )
 
 # The tail of one service's log; also what `workbench logs` shows (via `workbench-boot --logs`).
@@ -369,14 +380,14 @@ service_logs() {
   esac
 }
 
-# One "<name> healthy|unhealthy" line per check; also what `workbench status` shows (via
-# `workbench-boot --health`). The LiteLLM key header was written by the boot's health phase.
+# One "<name> healthy|unhealthy" line per check given; `workbench-boot --health` reports all of
+# them for `workbench status`. The header files were written by the boot's health phase.
 health_report() {
-  local check name url expect auth answer
-  for check in "${HEALTH_CHECKS[@]}"; do
-    IFS='|' read -r name url expect auth <<<"$check"
+  local check name url expect header answer
+  for check in "$@"; do
+    IFS='|' read -r name url expect header <<<"$check"
     local curl_args=(--max-time 5)
-    [[ $auth == key ]] && curl_args+=(-H "@$STATE_DIR/litellm-auth-header")
+    [[ -n $header ]] && curl_args+=(-H "@$STATE_DIR/$header")
     if answer=$("${CURL[@]}" "${curl_args[@]}" "$url" 2>&1) && [[ $answer == *"$expect"* ]]; then
       echo "$name healthy"
     else
@@ -388,10 +399,12 @@ health_report() {
 phase_health() {
   start_phase health
   local pending deadline=$((SECONDS + HEALTH_TIMEOUT_SECONDS))
-  # In a 0600 file rather than on curl's command line, where any local user could read it.
+  # In 0600 files rather than on curl's command line, where any local user could read them.
   install_content "$STATE_DIR/litellm-auth-header" 0600 root:root "Authorization: Bearer $LITELLM_MASTER_KEY"
+  install_content "$STATE_DIR/langfuse-auth-header" 0600 root:root \
+    "Authorization: Basic $(printf '%s:%s' "$LANGFUSE_PUBLIC_KEY" "$LANGFUSE_SECRET_KEY" | base64 -w0)"
   while :; do
-    mapfile -t pending < <(health_report | awk '$2 != "healthy" {print $1}')
+    mapfile -t pending < <(health_report "${HEALTH_CHECKS[@]}" | awk '$2 != "healthy" {print $1}')
     ((${#pending[@]} == 0)) && break
     if ((SECONDS >= deadline)); then
       service_logs "${pending[0]}" >"$STATE_DIR/last-output" 2>&1 || true
@@ -412,13 +425,14 @@ litellm_api() {
   "${CURL_ANY_STATUS[@]}" "${args[@]}" "http://127.0.0.1:4000$path"
 }
 
-# Cline's own LiteLLM key (what it may do: boot/cline_key_request.py). Its value is derived
-# from the workbench's secret; created once, then updated on every boot so changed settings
-# reach it. LiteLLM stores only the key's sha256, which is how it is looked up here.
-phase_cline_key() {
-  start_phase cline-key
-  local request=$STATE_DIR/cline-key-request.json answer=$STATE_DIR/cline-key-answer.json status endpoint
-  status=$(litellm_api GET "/key/info?key=$(printf '%s' "$LITELLM_CLINE_KEY" | sha256sum | cut -c1-64)" "$answer") ||
+# One of the workbench's LiteLLM virtual keys (what it may do: boot/litellm_key_request.py).
+# Its value is derived from the workbench's secret; created once, then updated on every boot
+# so changed settings reach it. LiteLLM stores only the key's sha256, which is how it is
+# looked up here. ensure_litellm_key ENV_NAME ALIAS USER_ID PURPOSE
+ensure_litellm_key() {
+  local key=${!1} alias=$2 user=$3 purpose=$4 status endpoint
+  local request=$STATE_DIR/litellm-key-request.json answer=$STATE_DIR/litellm-key-answer.json
+  status=$(litellm_api GET "/key/info?key=$(printf '%s' "$key" | sha256sum | cut -c1-64)" "$answer") ||
     fail "LiteLLM's key API did not answer"
   case $status in
     200) endpoint=/key/update
@@ -426,17 +440,54 @@ phase_cline_key() {
       python3 -c 'import json, sys; sys.exit(json.load(sys.stdin)["info"].get("status") != "deleted")' <"$answer" &&
         endpoint=/key/generate ;;
     404) endpoint=/key/generate ;;
-    *) cp "$answer" "$STATE_DIR/last-output"; fail "LiteLLM answered HTTP $status to /key/info for Cline's key" ;;
+    *) cp "$answer" "$STATE_DIR/last-output"; fail "LiteLLM answered HTTP $status to /key/info for the $alias key" ;;
   esac
-  (umask 077 && python3 "$INSTALL_DIR/boot/cline_key_request.py" <<<"$LITELLM_CLINE_KEY" >"$request")
+  (umask 077 && python3 "$INSTALL_DIR/boot/litellm_key_request.py" "$alias" "$user" "$purpose" <<<"$key" >"$request")
   status=$(litellm_api POST "$endpoint" "$answer" "$request") || status="no answer"
   rm -f "$request"
   if [[ $status != 200 ]]; then
     cp "$answer" "$STATE_DIR/last-output" 2>/dev/null || true
-    fail "LiteLLM refused Cline's key at $endpoint (HTTP $status)"
+    fail "LiteLLM refused the $alias key at $endpoint (HTTP $status)"
   fi
   rm -f "$answer"  # a created key's answer holds the key itself
-  log "Cline's key: $endpoint done (models $LITELLM_MODEL_NAMES, USD $CLINE_BUDGET_USD_PER_DAY a day)"
+  log "the $alias key: $endpoint done (models $LITELLM_MODEL_NAMES, USD $CLINE_BUDGET_USD_PER_DAY a day)"
+}
+
+phase_litellm_keys() {
+  start_phase litellm-keys
+  ensure_litellm_key LITELLM_CLINE_KEY cline "$WORKBENCH_NAME" "Cline in VS Code Server"
+  ensure_litellm_key LITELLM_LANGFUSE_KEY langfuse langfuse "Langfuse's playground and evaluators"
+  end_phase
+}
+
+# Langfuse's playground and LLM-as-a-judge evaluators call the models through LiteLLM, with a
+# key of their own. PUT /api/public/llm-connections upserts by provider (Langfuse's
+# web/src/pages/api/public/llm-connections/index.ts): 201 created, 200 updated.
+phase_llm_connection() {
+  start_phase llm-connection
+  local request=$STATE_DIR/llm-connection-request.json answer=$STATE_DIR/llm-connection-answer.json status
+  (umask 077 && python3 -c '
+import json, os, sys
+print(json.dumps({
+    "provider": "litellm",
+    "adapter": "openai",
+    "secretKey": sys.stdin.read().strip(),
+    "baseURL": "http://litellm:4000/v1",
+    "customModels": os.environ["LITELLM_MODEL_NAMES"].split(","),
+    "withDefaultModels": False,
+}))' <<<"$LITELLM_LANGFUSE_KEY" >"$request")
+  status=$("${CURL_ANY_STATUS[@]}" --max-time 30 -X PUT -o "$answer" -w '%{http_code}' \
+    -H "@$STATE_DIR/langfuse-auth-header" -H 'Content-Type: application/json' --data-binary "@$request" \
+    http://127.0.0.1:3000/api/public/llm-connections) || status="no answer"
+  rm -f "$request"
+  if [[ $status != 200 && $status != 201 ]]; then
+    cp "$answer" "$STATE_DIR/last-output" 2>/dev/null || true
+    fail "Langfuse refused the LiteLLM connection (HTTP $status)"
+  fi
+  rm -f "$answer"
+  [[ $(health_report "${CONFIGURATION_CHECKS[@]}") == "langfuse-llm-connection healthy" ]] ||
+    fail "Langfuse does not list the LiteLLM connection it accepted"
+  log "Langfuse's LLM connection to LiteLLM is in place (models $LITELLM_MODEL_NAMES)"
   end_phase
 }
 
@@ -449,7 +500,8 @@ run_phases() {
   phase_code_server
   phase_services
   phase_health
-  phase_cline_key
+  phase_litellm_keys
+  phase_llm_connection
   local phases
   phases=$(IFS=,; printf '%s' "${PHASE_SECONDS[*]}")
   signal SUCCESS "workbench ready in ${SECONDS}s ({$phases})" "{\"time_to_ready_seconds\": $SECONDS, \"phases\": {$phases}}"
@@ -463,7 +515,7 @@ main() {
   source "$DEPLOYMENT_ENV"
   set +a
   case ${1:-} in
-    --health) health_report; return ;;
+    --health) health_report "${HEALTH_CHECKS[@]}" "${CONFIGURATION_CHECKS[@]}"; return ;;
     --logs) service_logs "${2:?--logs needs a service name}" "${3:-100}"; return ;;
     --rerun-user-data) rerun_user_data ;;
     --firewall) apply_metadata_firewall; return ;;

@@ -55,7 +55,7 @@ def cmd_credentials(aws: WorkbenchAws, args) -> int:
     say(f"  master key  {secret('litellm-master-key')}   (operator only: admin API and UI)")
     say(f"VS Code       {urls['VS Code']}")
     say(f"  password    {secret('code-server-password')}")
-    say("Cline (VS Code -> Cline -> settings)")
+    say("Cline (set up on the box at boot; VS Code -> Cline -> settings shows the same)")
     say("  API Provider  LiteLLM")
     # Cline runs in VS Code Server's extension host on the box, where LiteLLM is always on
     # port 4000, whatever local port the tunnel uses.

@@ -54,6 +54,7 @@ SECRETS: tuple[SecretSpec, ...] = (
     # Created in LiteLLM by the boot as a virtual key (models and daily budget limited); derived
     # here, so the same key comes back after a reboot or a rebuilt database.
     SecretSpec("litellm-cline-key", "LiteLLM virtual key of Cline (configured models, daily budget)", 32, prefix="sk-"),
+    SecretSpec("litellm-langfuse-key", "LiteLLM virtual key of Langfuse's playground and evaluators", 32, prefix="sk-"),
     SecretSpec("litellm-salt-key", "LiteLLM salt key encrypting stored credentials", 32),
     SecretSpec("litellm-db-password", "Password of LiteLLM's Postgres", 32),
     SecretSpec("code-server-password", "Password of VS Code Server", 24),

@@ -2,7 +2,7 @@
 
 With a database, LiteLLM looks a virtual key up by its sha256 and builds UserAPIKeyAuth from the
 stored row; here the row is what /key/generate stores from the boot's request (the file named by
-WORKBENCH_STORED_KEY, made by assets/boot/cline_key_request.py). Every check after the lookup is
+WORKBENCH_STORED_KEY, made by assets/boot/litellm_key_request.py). Every check after the lookup is
 LiteLLM's own: with `custom_auth_run_common_checks` and `enable_post_custom_auth_checks` the proxy
 runs enforce_key_and_fallback_model_access (the function its database path calls) and the
 key's route check. Loaded by the proxy from its config's directory (general_settings.custom_auth).

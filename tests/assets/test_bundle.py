@@ -149,8 +149,9 @@ def test_placeholders_are_only_secrets_and_deployment_names(tree):
     for path in list((tree / "env").iterdir()) + [tree / "code-server" / "config.yaml"]:
         used |= set(re.findall(r"\{\{([A-Z0-9_]+)\}\}", path.read_text()))
     assert used <= allowed
-    # every generated secret is used somewhere: in a file, or (Cline's key) by the boot itself
-    boot_uses = set(re.findall(r"\$\{?(LITELLM_CLINE_KEY)\b", BOOT_SCRIPT.read_text()))
+    # every generated secret is used somewhere: in a file, or (the LiteLLM keys) by the boot itself
+    boot = BOOT_SCRIPT.read_text()
+    boot_uses = {spec.env_name for spec in SECRETS if re.search(rf"\b{spec.env_name}\b", boot)}
     assert {spec.env_name for spec in SECRETS} <= used | boot_uses
 
 

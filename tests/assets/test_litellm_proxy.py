@@ -32,7 +32,7 @@ MASTER_KEY = "sk-testmasterkey"
 PUBLIC_KEY, SECRET_KEY = "pk-lf-testpublic", "sk-lf-testsecret"
 LITELLM = Path(sys.executable).parent / "litellm"
 ROOT = Path(__file__).resolve().parents[2]
-CLINE_KEY_REQUEST = ROOT / "assets" / "boot" / "cline_key_request.py"
+KEY_REQUEST = ROOT / "assets" / "boot" / "litellm_key_request.py"
 STORED_KEY_AUTH = Path(__file__).resolve().parent / "litellm_stored_key.py"
 
 
@@ -291,8 +291,8 @@ def proxy_as_on_the_box(tmp_path_factory):
     first_model = defaults[0]["name"]
     stored = workdir / "cline-key.json"
     stored.write_text(subprocess.run(
-        [sys.executable, str(CLINE_KEY_REQUEST)], input=CLINE_KEY, capture_output=True, text=True, check=True,
-        env={"WORKBENCH_NAME": "alice", "LITELLM_MODEL_NAMES": f"{first_model},future",
+        [sys.executable, str(KEY_REQUEST), "cline", "alice", "Cline"], input=CLINE_KEY, capture_output=True, text=True, check=True,
+        env={"LITELLM_MODEL_NAMES": f"{first_model},future",
              "CLINE_BUDGET_USD_PER_DAY": "20"},
     ).stdout)
 

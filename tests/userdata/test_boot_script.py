@@ -1,5 +1,6 @@
 """The boot script, run for real in a sandbox with stubbed system commands (tests/userdata/stubs)."""
 
+import base64
 import hashlib
 import json
 import os
@@ -50,9 +51,10 @@ class Sandbox:
             "COMPOSE_SHA256_X86_64": FAKE_COMPOSE_SHA256,
             "COMPOSE_SHA256_AARCH64": FAKE_COMPOSE_SHA256,
             "CODE_SERVER_VERSION": "4.108.2",
-            "CLINE_VERSION": "3.51.0",
+            "CLINE_VERSION": "3.89.2",
             "SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:SecretsSeed-AbCdEf",
             "LITELLM_MODEL_NAMES": "claude-sonnet-4-5,claude-haiku-4-5",
+            "CLINE_MODEL": "claude-haiku-4-5",
             "CLINE_BUDGET_USD_PER_DAY": "20",
         }
         self.deployment = deployment
@@ -146,7 +148,7 @@ def test_happy_path_signals_success_with_time_to_ready_and_phase_seconds(booted)
     data = json.loads(signal["Data"])
     assert isinstance(data["time_to_ready_seconds"], int)
     assert list(data["phases"]) == ["preflight", "docker", "config", "coding-user", "code-server", "services",
-                                    "health", "cline-key"]
+                                    "health", "litellm-keys", "llm-connection"]
 
 
 def test_env_files_are_root_only_and_hold_the_secrets(booted):
@@ -178,7 +180,7 @@ def test_happy_path_installs_everything_and_starts_both_projects(booted):
     assert box.called("dnf install -y docker") == 1
     assert (box.root / "usr/local/lib/docker/cli-plugins/docker-compose").read_text() == "fake compose binary\n"
     assert box.called(
-        "runuser -u coder -- env HOME=/home/coder code-server --install-extension saoudrizwan.claude-dev@3.51.0"
+        f"runuser -u coder -- env HOME={box.root}/home/coder code-server --install-extension saoudrizwan.claude-dev@3.89.2"
     ) == 1
     assert box.called("systemctl enable --now code-server@coder") == 1
     for project in ("langfuse", "litellm"):
@@ -236,7 +238,7 @@ def test_second_run_changes_nothing(booted_box):
          "phase health: service litellm never became healthy within 2s (still waiting: litellm "
          "litellm-langfuse-callback) | output: litellm-1  | Error: P1001: Can't reach database server"),
         ({"STUB_KEY_ALIAS_TAKEN": "1"},
-         "phase cline-key: LiteLLM refused Cline's key at /key/generate (HTTP 400) | output: "
+         "phase litellm-keys: LiteLLM refused the cline key at /key/generate (HTTP 400) | output: "
          "{\"error\":{\"message\":\"Key with alias 'cline' already exists."),
         ({"STUB_HANG": "download", "WORKBENCH_ATTEMPT_TIMEOUT_SECONDS": "1"},
          "phase docker: could not download Docker Compose 2.40.3 | output: (attempt timed out after 1s)"),
@@ -264,7 +266,7 @@ def test_health_mode_reports_each_service_for_workbench_status(booted_box):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "langfuse-web healthy", "langfuse-worker healthy", "litellm healthy",
-        "litellm-langfuse-callback healthy", "code-server unhealthy",
+        "litellm-langfuse-callback healthy", "code-server unhealthy", "langfuse-llm-connection healthy",
     ]
     assert box.called("-H @" + str(box.root / "var/lib/workbench/litellm-auth-header")) >= 2
 
@@ -377,7 +379,8 @@ def test_the_metadata_firewall_is_in_place_before_code_server_starts_and_on_ever
     metadata = chain(box, "iptables", "WORKBENCH-METADATA")
     assert metadata[-1] == "-d 169.254.169.254/32 -j REJECT"  # every other container
     assert sorted(metadata[:-1]) == sorted(f"-s {address}/32 -d 169.254.169.254/32 -j RETURN" for address in
-                                           ("172.29.0.10", "172.29.0.11", "172.29.1.10", "172.29.1.11", "172.29.2.10"))
+                                           ("172.29.0.10", "172.29.0.11", "172.29.0.12", "172.29.1.10",
+                                            "172.29.1.11", "172.29.2.10"))
     # The unit that puts them back on every later boot, before Docker and code-server.
     unit = (box.root / "etc/systemd/system/workbench-firewall.service").read_text()
     assert "ExecStart=/usr/local/sbin/workbench-boot --firewall" in unit
@@ -429,18 +432,84 @@ def test_clines_key_is_created_then_updated_as_litellms_key_api_accepts(tmp_path
     box = Sandbox(tmp_path, bundle_zip)
     assert box.run().returncode == 0
     requests = box.state / "requests"
-    generate = json.loads((requests / "key-generate.json").read_text())
+    generate = json.loads((requests / "key-cline-generate.json").read_text())
     check_cline_key_request(generate, models["generate"], duration_in_seconds, routes)
     assert generate["key_alias"] == "cline"
     key_hash = hashlib.sha256(secret("litellm-cline-key").encode()).hexdigest()
     assert box.called(f"http://127.0.0.1:4000/key/info?key={key_hash}") == 1  # by hash: no key in a URL
-    assert not (box.root / "var/lib/workbench/cline-key-request.json").exists()
-    assert not (box.root / "var/lib/workbench/cline-key-answer.json").exists()
+    assert not list((box.root / "var/lib/workbench").glob("*-request.json"))  # they held keys
+    assert not list((box.root / "var/lib/workbench").glob("*-answer.json"))
+    langfuse_key = json.loads((requests / "key-langfuse-generate.json").read_text())
+    check_cline_key_request({**langfuse_key, "key": secret("litellm-cline-key"), "user_id": "alice"},
+                            models["generate"], duration_in_seconds, routes)
+    assert (langfuse_key["key"], langfuse_key["user_id"]) == (secret("litellm-langfuse-key"), "langfuse")
 
     box.write_deployment(CLINE_BUDGET_USD_PER_DAY="35.5")  # a redeploy with a new budget
     assert box.run().returncode == 0
-    update = json.loads((requests / "key-update.json").read_text())
+    update = json.loads((requests / "key-cline-update.json").read_text())
     check_cline_key_request({**update, "max_budget": 20.0}, models["update"], duration_in_seconds, routes)
     assert update["max_budget"] == 35.5
     key_calls = [c.rsplit("/", 1)[1] for c in box.calls_of("curl") if "4000/key/" in c]
-    assert key_calls == [f"info?key={key_hash}", "generate", f"info?key={key_hash}", "update"]
+    cline_calls = [call for call in key_calls if call != "generate" or key_calls.count("generate") == 2]
+    assert key_calls[0] == f"info?key={key_hash}" and key_calls[1] == "generate"
+    assert key_calls[4] == f"info?key={key_hash}" and key_calls[5] == "update"
+    assert len(key_calls) == 8 and cline_calls
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_cline_starts_configured_for_litellm_with_its_own_key_and_no_first_run_prompts(booted):
+    """The files Cline 3.89.2 reads on the box (assets/boot/seed_cline.py cites the source)."""
+    box, _ = booted
+    data = box.root / "home/coder/.cline/data"
+    state = read_json(data / "globalState.json")
+    assert {key: state[key] for key in ("planModeApiProvider", "actModeApiProvider", "liteLlmBaseUrl",
+                                        "planModeLiteLlmModelId", "actModeLiteLlmModelId")} == {
+        "planModeApiProvider": "litellm", "actModeApiProvider": "litellm", "liteLlmBaseUrl": "http://localhost:4000",
+        "planModeLiteLlmModelId": "claude-haiku-4-5", "actModeLiteLlmModelId": "claude-haiku-4-5"}
+    assert state["welcomeViewCompleted"] is True and state["telemetrySetting"] == "disabled"
+    assert state["lastShownAnnouncementId"] == "3.89"
+    secrets = data / "secrets.json"
+    assert read_json(secrets) == {"liteLlmApiKey": secret("litellm-cline-key")}
+    assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
+    assert stat.S_IMODE((data / "globalState.json").stat().st_mode) == 0o600
+    settings_json = read_json(box.root / "home/coder/.local/share/code-server/User/settings.json")
+    assert settings_json["extensions.autoUpdate"] is False  # the pinned Cline stays pinned
+    assert secret("litellm-cline-key") not in (box.root / "var/log/workbench-boot.log").read_text()
+
+
+def test_a_users_own_cline_and_vscode_settings_survive_every_boot(tmp_path, bundle_zip):
+    box = Sandbox(tmp_path, bundle_zip)
+    data = tmp_path / "home/coder/.cline/data"
+    data.mkdir(parents=True)
+    (data / "globalState.json").write_text(json.dumps({"actModeLiteLlmModelId": "my-choice", "mode": "plan"}))
+    (data / "secrets.json").write_text(json.dumps({"liteLlmApiKey": "sk-my-own-key", "openAiApiKey": "x"}))
+    user_settings = tmp_path / "home/coder/.local/share/code-server/User/settings.json"
+    user_settings.parent.mkdir(parents=True)
+    user_settings.write_text('{\n  // my comment\n  "editor.fontSize": 15\n}\n')  # JSONC, as VS Code allows
+    assert box.run().returncode == 0
+    state = read_json(data / "globalState.json")
+    assert state["actModeLiteLlmModelId"] == "my-choice" and state["mode"] == "plan"
+    assert state["planModeLiteLlmModelId"] == "claude-haiku-4-5"  # what was missing is added
+    assert read_json(data / "secrets.json") == {"liteLlmApiKey": "sk-my-own-key", "openAiApiKey": "x"}
+    assert "// my comment" in user_settings.read_text()  # a file it cannot read as JSON is left alone
+    assert "not plain JSON (edited by hand?), left as it is" in (tmp_path / "var/log/workbench-boot.log").read_text()
+
+
+def test_langfuses_playground_and_evaluators_get_a_litellm_connection_of_their_own(tmp_path, bundle_zip):
+    """Checked by a fake with the schema of Langfuse's PUT /api/public/llm-connections (stubs/langfuse_llm_connections.py)."""
+    box = Sandbox(tmp_path, bundle_zip)
+    assert box.run().returncode == 0
+    body = json.loads((box.state / "requests/llm-connection.json").read_text())
+    assert body == {"provider": "litellm", "adapter": "openai", "secretKey": secret("litellm-langfuse-key"),
+                    "baseURL": "http://litellm:4000/v1", "customModels": ["claude-sonnet-4-5", "claude-haiku-4-5"],
+                    "withDefaultModels": False}
+    header = (box.root / "var/lib/workbench/langfuse-auth-header").read_text().strip()
+    encoded = base64.b64encode(f"{secret('langfuse-public-key')}:{secret('langfuse-secret-key')}".encode()).decode()
+    assert header == f"Authorization: Basic {encoded}"
+    assert box.run().returncode == 0  # the upsert again on the next boot: updated, not duplicated
+    connections = json.loads((box.state / "llm-connections.json").read_text())
+    assert list(connections) == ["litellm"]
+    assert "Langfuse's LLM connection to LiteLLM is in place" in (tmp_path / "var/log/workbench-boot.log").read_text()
