@@ -14,14 +14,14 @@ TEST_COMMANDS := redis-server:redis-server redis-cli:redis-tools pg_isready:post
 PROGRAMS := tests/programs
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help install system-packages test-install deploy destroy synth render test deploy-local destroy-local clean
+.PHONY: help install system-packages test-install lint deploy destroy synth render test deploy-local destroy-local clean
 
 help:
 	@echo "make deploy         deploy to the AWS account of your current credentials"
 	@echo "make destroy        remove the workbench"
 	@echo "make synth          synthesize the CloudFormation template (no AWS access needed)"
 	@echo "make render OUT=dir write the file bundle the instance receives, for review"
-	@echo "make test           run every test"
+	@echo "make test           the lint and type gate, then every test"
 	@echo "make deploy-local   no AWS account: deploy into a local AWS emulator and check it"
 	@echo "make destroy-local  destroy that local deployment and check nothing is left"
 
@@ -78,13 +78,18 @@ destroy: install
 	$(CDK) destroy --force $(CDK_ARGS)
 
 deploy-local: install
-	$(BIN)/python -m workbench.local_deploy deploy
+	$(BIN)/python -m tools.local_aws.deploy deploy
 
 destroy-local: install
-	$(BIN)/python -m workbench.local_deploy destroy
+	$(BIN)/python -m tools.local_aws.deploy destroy
 
-# The venv's tools (shellcheck, cfn-lint, litellm) first on PATH, as on an activated venv.
-test: test-install
+# The lint and type gate first (rules in pyproject.toml), then every test. The venv's tools
+# (shellcheck, cfn-lint, litellm) first on PATH, as on an activated venv.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: test-install lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 clean:

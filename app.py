@@ -3,7 +3,8 @@
 
 import os
 import sys
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
@@ -12,7 +13,9 @@ from stacks.workbench_stack import WorkbenchStack
 from workbench import settings as workbench_settings
 
 
-def create_app(context: Mapping[str, Any] | None = None, account: str | None = None, region: str | None = None) -> cdk.App:
+def create_app(
+    context: Mapping[str, Any] | None = None, account: str | None = None, region: str | None = None
+) -> cdk.App:
     app = cdk.App(context=dict(context or {}))
     settings = workbench_settings.load(
         overrides=workbench_settings.context_overrides(app.node.get_all_context())

@@ -15,9 +15,10 @@ and rolls back on failure. A deploy that changes none of it leaves both alone.
 
 import hashlib
 import json
-from typing import Mapping
+from collections.abc import Mapping
 
-from aws_cdk import CfnResource, Duration, Stack, Token, aws_cloudformation as cfn
+from aws_cdk import CfnResource, Duration, Stack, Token
+from aws_cdk import aws_cloudformation as cfn
 from constructs import Construct
 
 BOOT_TIMEOUT = Duration.minutes(30)

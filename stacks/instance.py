@@ -1,6 +1,8 @@
 """The workbench instance and the role it runs as."""
 
-from aws_cdk import Aws, Stack, Token, aws_ec2 as ec2, aws_iam as iam
+from aws_cdk import Aws, Stack, Token
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from stacks.nag import acknowledge, acknowledge_checkov
@@ -50,7 +52,7 @@ class WorkbenchInstance(Construct):
             "cannot appear in its own role's policy (the role exists before the instance).",
         )
 
-        self.instance = ec2.Instance(
+        self.ec2 = ec2.Instance(
             self,
             "Instance",
             instance_type=ec2.InstanceType(settings.instance_type),
@@ -81,19 +83,19 @@ class WorkbenchInstance(Construct):
             ],
         )
         acknowledge(
-            self.instance,
+            self.ec2,
             "AwsSolutions-EC28",
             "Detailed (1-minute) monitoring is billed per instance; a personal workbench is watched "
             "through `workbench status` and the boot signal, not CloudWatch alarms.",
         )
         acknowledge_checkov(
-            self.instance,
+            self.ec2,
             "CKV_AWS_88",
             "The public address gives outbound internet without a NAT gateway (about USD 33 a month); "
             "the security group admits nothing inbound and people connect through SSM.",
         )
         acknowledge(
-            self.instance,
+            self.ec2,
             "AwsSolutions-EC29",
             "`cdk destroy` must remove the workbench in one step at the end of a workshop; "
             "termination protection would make every participant's teardown fail.",

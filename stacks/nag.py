@@ -12,6 +12,8 @@ def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
 def acknowledge_checkov(scope: IConstruct, check: str, reason: str) -> None:
     """checkov reads a resource's acknowledged checks from its Metadata: checkov.skip[{id, comment}]."""
     resource = scope if isinstance(scope, CfnResource) else scope.node.default_child
+    if not isinstance(resource, CfnResource):
+        raise TypeError(f"{scope.node.path} has no CloudFormation resource to acknowledge {check} on")
     metadata = resource.get_metadata("checkov") or {"skip": []}
     metadata["skip"].append({"id": check, "comment": reason})
     resource.add_metadata("checkov", metadata)

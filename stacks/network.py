@@ -4,7 +4,6 @@ from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
 from stacks.nag import acknowledge
-
 from workbench.settings import Settings
 
 HTTPS = ec2.Port.tcp(443)
@@ -16,8 +15,9 @@ class Network(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings) -> None:
         super().__init__(scope, construct_id)
 
+        self.vpc: ec2.IVpc
         if settings.uses_new_vpc:
-            self.vpc = ec2.Vpc(
+            vpc = ec2.Vpc(
                 self,
                 "Vpc",
                 max_azs=1,
@@ -30,11 +30,12 @@ class Network(Construct):
                 restrict_default_security_group=True,
             )
             acknowledge(
-                self.vpc,
+                vpc,
                 "AwsSolutions-VPC7",
                 "The VPC carries one instance with no inbound path; flow logs would bill CloudWatch "
                 "ingestion per workbench for traffic that is all outbound HTTPS to AWS and registries.",
             )
+            self.vpc = vpc
         else:
             self.vpc = ec2.Vpc.from_lookup(self, "Vpc", vpc_id=settings.vpc)
 

@@ -2,11 +2,11 @@
 
 import json
 
-from aws_cdk import aws_iam as iam, aws_secretsmanager as secretsmanager
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks.nag import acknowledge, acknowledge_checkov
-
 from workbench.secrets import SECRETS, SEED_KEY, SEED_LENGTH
 from workbench.settings import Settings
 

@@ -1,6 +1,10 @@
 """Langfuse's blob storage: an S3 bucket of this stack, used through the instance role."""
 
-from aws_cdk import Duration, RemovalPolicy, Stack, aws_iam as iam, aws_s3 as s3
+from typing import cast
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.nag import acknowledge, acknowledge_checkov
@@ -61,7 +65,7 @@ class LangfuseBlobStorage(Construct):
             resources=[self.bucket.arn_for_objects("*")],
         ))
         role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn]))
-        bucket_id = Stack.of(self).get_logical_id(self.bucket.node.default_child)
+        bucket_id = Stack.of(self).get_logical_id(cast(s3.CfnBucket, self.bucket.node.default_child))
         acknowledge(
             role,
             f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*]",

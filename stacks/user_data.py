@@ -12,9 +12,10 @@ from pathlib import Path
 
 from aws_cdk import aws_ec2 as ec2
 
+from workbench.contract import BOOT_SCRIPT_ON_BOX
+
 BOOT_SCRIPT = Path(__file__).resolve().parent.parent / "userdata" / "boot.sh"
 DEPLOYMENT_ENV = "/etc/workbench/deployment.env"
-INSTALLED_BOOT_SCRIPT = "/usr/local/sbin/workbench-boot"
 # EC2 refuses user data over 16 KiB.
 USER_DATA_LIMIT_BYTES = 16 * 1024
 ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
@@ -54,11 +55,11 @@ def boot_user_data(deployment: dict[str, str]) -> ec2.UserData:
         *deployment_env_lines(deployment),
         "DEPLOYMENT_ENV",
         # Compressed: EC2 caps user data at 16 KiB and the script alone is close to that.
-        f"base64 -d <<'BOOT_SCRIPT' | gunzip > {INSTALLED_BOOT_SCRIPT}",
+        f"base64 -d <<'BOOT_SCRIPT' | gunzip > {BOOT_SCRIPT_ON_BOX}",
         compressed_boot_script(),
         "BOOT_SCRIPT",
-        f"chmod 0755 {INSTALLED_BOOT_SCRIPT}",
-        f"exec {INSTALLED_BOOT_SCRIPT}",
+        f"chmod 0755 {BOOT_SCRIPT_ON_BOX}",
+        f"exec {BOOT_SCRIPT_ON_BOX}",
     )
     return user_data
 

@@ -1,59 +1,15 @@
-"""Shared fixtures: each stack configuration is synthesized once per test session."""
+"""Shared fixtures: the default stack, synthesized once per test session (tests/helpers.py)."""
 
-import json
 import os
-from functools import lru_cache
-
-import pytest
-from aws_cdk.assertions import Template
-
-import app as cdk_app
 
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 # Tests that import litellm read its model map from the package instead of the internet.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
-PINNED_IMAGE = "ami-0123456789abcdef0"
+import pytest
+from aws_cdk.assertions import Template
 
-# Values that would run a command, end a quoted word or start a new line in a file a shell
-# or Docker reads. `a'$(touch${IFS}/tmp/x)'@x.io` once got through as the admin email.
-HOSTILE_VALUES = [
-    "a'$(touch${IFS}/tmp/x)'@x.io",
-    "x`id`",
-    "x$(id)",
-    "x;id",
-    'x"y',
-    "x'y",
-    "x y",
-    "default\n",
-    "x\nEVIL=1",
-    "x\rEVIL=1",
-]
-
-
-def pinned_context(architecture: str = "arm64") -> dict:
-    """What `cdk deploy` records in cdk.context.json after its lookups."""
-    parameter = f"/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-{architecture}"
-    return {
-        f"availability-zones:account={ACCOUNT}:region={REGION}": [f"{REGION}a", f"{REGION}b"],
-        f"ssm:account={ACCOUNT}:parameterName={parameter}:region={REGION}": PINNED_IMAGE,
-    }
-
-
-@lru_cache(maxsize=None)
-def synth(context_json: str = "{}", account: str | None = None, region: str | None = None) -> dict:
-    """Synthesizes the real app (cdk-nag included) and returns {stack name: template JSON}."""
-    app = cdk_app.create_app(json.loads(context_json), account=account, region=region)
-    assembly = app.synth()
-    return {stack.stack_name: stack.template for stack in assembly.stacks}
-
-
-def template_of(context: dict | None = None, **env) -> Template:
-    templates = synth(json.dumps(context or {}, sort_keys=True), **env)
-    (template,) = templates.values()
-    return Template.from_json(template)
+from tests.helpers import template_of
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +20,12 @@ def default_template() -> Template:
 @pytest.fixture(scope="session")
 def default_json(default_template) -> dict:
     return default_template.to_json()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--reverse", action="store_true", help="run the tests in reverse order (order independence)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--reverse"):
+        items.reverse()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import boto3
 import botocore.exceptions
 
+from workbench import contract
 from workbench.secrets import seed_of
 from workbench.settings import Model, stack_name_for
 
@@ -28,16 +29,16 @@ class Deployment:
 
     @property
     def instance_id(self) -> str:
-        return self.outputs["InstanceId"]
+        return self.outputs[contract.INSTANCE_ID]
 
     @property
     def secret_arn(self) -> str:
-        return self.outputs["SecretArn"]
+        return self.outputs[contract.SECRET_ARN]
 
     @property
     def bedrock_models(self) -> list[Model]:
         """The models the stack was deployed with (empty for a stack older than that output)."""
-        return [Model(**entry) for entry in json.loads(self.outputs.get("BedrockModels", "[]"))]
+        return [Model(**entry) for entry in json.loads(self.outputs.get(contract.BEDROCK_MODELS, "[]"))]
 
 
 class WorkbenchAws:
@@ -79,7 +80,7 @@ class WorkbenchAws:
                 ) from error
             raise
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-        if "InstanceId" not in outputs:
+        if contract.INSTANCE_ID not in outputs:
             raise WorkbenchError(f"stack {stack_name} is {stacks[0]['StackStatus']} and has no instance yet")
         return Deployment(name, self.region, outputs)
 

@@ -14,8 +14,8 @@ with their own identity; `make deploy` and `workbench status` say, per model, wh
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import botocore.exceptions
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from workbench import secrets
-from workbench.settings import ModelInfo, Settings
+from workbench.settings import Model, ModelInfo, Settings
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TEMPLATED_SUFFIXES = {".yaml"}
@@ -47,6 +47,17 @@ def render(settings: Settings, out_dir: Path) -> Path:
     return out_dir
 
 
+def model_entry(model: Model) -> dict:
+    if model.info is None:  # settings always give it; only a stack output's Model lacks it
+        raise ValueError(f"model {model.name} has no context window, limits or prices")
+    return {
+        "model_name": model.name,
+        "litellm_params": {"model": f"bedrock/{model.model_id}", "aws_region_name": model.region,
+                           **model_prices(model.info)},
+        "model_info": model_limits(model.info),
+    }
+
+
 def model_prices(info: ModelInfo) -> dict:
     """LiteLLM's custom pricing (per token), which its spend tracking and budgets count with."""
     per_token = {key: round(usd / 1_000_000, 12) for key, usd in info.usd_per_million_tokens.items()}
@@ -71,15 +82,7 @@ def model_limits(info: ModelInfo) -> dict:
 
 def litellm_config(settings: Settings) -> str:
     config = {
-        "model_list": [
-            {
-                "model_name": model.name,
-                "litellm_params": {"model": f"bedrock/{model.model_id}", "aws_region_name": model.region,
-                                   **model_prices(model.info)},
-                "model_info": model_limits(model.info),
-            }
-            for model in settings.models
-        ],
+        "model_list": [model_entry(model) for model in settings.models],
         "litellm_settings": {
             # OTLP to Langfuse v4's /api/public/otel endpoint; host and keys come from the env file.
             "callbacks": ["langfuse_otel"],

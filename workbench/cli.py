@@ -9,18 +9,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from workbench import bedrock_access
+from workbench import bedrock_access, contract, settings
 from workbench import connect as connecting
-from workbench import settings
 from workbench.aws import WorkbenchAws, WorkbenchError
+from workbench.contract import BOOT_SCRIPT_ON_BOX, SERVICE_PORTS
 from workbench.secrets import BY_KEY, derive
-from workbench.services import SERVICE_PORTS
 
 NOT_HEALTHY = 3
 BOX_LITELLM_URL = f"http://localhost:{SERVICE_PORTS['LiteLLM']}"
-BOOT_SCRIPT = "/usr/local/sbin/workbench-boot"
 # What `workbench logs` can show; boot.sh's service_logs knows how to read each.
 LOG_SOURCES = ("boot", "langfuse-web", "langfuse-worker", "langfuse-postgres", "clickhouse", "redis",
                "litellm", "litellm-postgres", "code-server")
@@ -45,9 +44,9 @@ def cmd_credentials(aws: WorkbenchAws, args) -> int:
     def secret(key: str) -> str:
         return derive(seed, BY_KEY[key])
 
-    models = deployment.outputs.get("LiteLLMModels", "").split(",")
+    models = deployment.outputs.get(contract.LITELLM_MODELS, "").split(",")
     say(f"Langfuse      {urls['Langfuse']}")
-    say(f"  login       {deployment.outputs.get('LangfuseAdminEmail', '(see workbench.yaml)')}")
+    say(f"  login       {deployment.outputs.get(contract.LANGFUSE_ADMIN_EMAIL, '(see workbench.yaml)')}")
     say(f"  password    {secret('langfuse-admin-password')}")
     say(f"  public key  {secret('langfuse-public-key')}")
     say(f"  secret key  {secret('langfuse-secret-key')}")
@@ -68,12 +67,13 @@ def cmd_credentials(aws: WorkbenchAws, args) -> int:
 def cmd_status(aws: WorkbenchAws, args) -> int:
     deployment = aws.deployment(args.name)
     state = aws.instance_state(deployment.instance_id)
-    report = {"workbench": deployment.name, "region": deployment.region, "instance_id": deployment.instance_id,
-              "instance_state": state, "ssm": None, "services": {}}
+    report: dict[str, Any] = {"workbench": deployment.name, "region": deployment.region,
+                              "instance_id": deployment.instance_id, "instance_state": state,
+                              "ssm": None, "services": {}}
     if state == "running":
         report["ssm"] = aws.ssm_ping(deployment.instance_id)
     if report["ssm"] == "Online":
-        output = aws.run_shell(deployment.instance_id, f"{BOOT_SCRIPT} --health")
+        output = aws.run_shell(deployment.instance_id, f"{BOOT_SCRIPT_ON_BOX} --health")
         report["services"] = dict(line.split(None, 1) for line in output.splitlines() if " " in line)
     models = deployment.bedrock_models
     access = bedrock_access.check_all(aws.session, models) if models else []
@@ -103,7 +103,7 @@ def cmd_logs(aws: WorkbenchAws, args) -> int:
     deployment = aws.deployment(args.name)
     if aws.instance_state(deployment.instance_id) != "running":
         raise WorkbenchError(f"instance {deployment.instance_id} is not running; `workbench connect` starts it")
-    sys.stdout.write(aws.run_shell(deployment.instance_id, f"{BOOT_SCRIPT} --logs {args.service} {args.lines}"))
+    sys.stdout.write(aws.run_shell(deployment.instance_id, f"{BOOT_SCRIPT_ON_BOX} --logs {args.service} {args.lines}"))
     return 0
 
 
@@ -121,39 +121,53 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--region", help="AWS region (default: your AWS configuration)")
     top.add_argument("--profile", help="AWS profile (default: your AWS configuration)")
     commands = top.add_subparsers(dest="command", required=True)
-    default_name = settings.load().name
 
     def command(name: str, handler, help_text: str, named: bool = True) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         if named:
-            sub.add_argument("name", nargs="?", default=default_name,
-                             help=f"workbench name (default from workbench.yaml: {default_name})")
+            # Resolved when the command runs, so a broken workbench.yaml never breaks --help.
+            sub.add_argument("name", nargs="?", default=None, help="workbench name (default: `name` in workbench.yaml)")
         sub.set_defaults(handler=handler)
         return sub
 
     port_offset_help = "add this to the local ports of LiteLLM and VS Code (Langfuse stays on 3000)"
     command("connect", cmd_connect, "open port forwards to Langfuse, LiteLLM and VS Code").add_argument(
-        "--port-offset", type=int, default=0, help=port_offset_help)
+        "--port-offset", type=port_offset, default=0, help=port_offset_help)
     command("credentials", cmd_credentials, "print the logins, keys and Cline settings").add_argument(
-        "--port-offset", type=int, default=0, help=port_offset_help)
+        "--port-offset", type=port_offset, default=0, help=port_offset_help)
     command("status", cmd_status, "instance state, SSM reachability and each service's health").add_argument(
         "--json", action="store_true", help="machine-readable output")
     logs = command("logs", cmd_logs, "the tail of one service's log on the box")
     logs.add_argument("service", choices=LOG_SOURCES)
-    logs.add_argument("--lines", type=int, default=100, help="how many lines (default 100)")
+    logs.add_argument("--lines", type=line_count, default=100, help="how many lines (default 100)")
     command("list", cmd_list, "the workbenches deployed in the region", named=False)
     return top
 
 
+def whole_number(low: int, high: int):
+    """An argparse type: a whole number from low to high, or argparse's one-line usage error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range; use {low}-{high}")
+        return value
+    return parse
+
+
+port_offset = whole_number(0, 65535 - max(SERVICE_PORTS.values()))
+line_count = whole_number(1, 100_000)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    highest_offset = 65535 - max(SERVICE_PORTS.values())
-    if not 0 <= getattr(args, "port_offset", 0) <= highest_offset or getattr(args, "lines", 1) < 1:
-        print(f"workbench: --port-offset must be 0-{highest_offset} and --lines at least 1", file=sys.stderr)
-        return 2
     try:
+        if getattr(args, "name", "") is None:
+            args.name = settings.load().name
         return args.handler(WorkbenchAws(region=args.region, profile=args.profile), args)
-    except WorkbenchError as error:
+    except (WorkbenchError, settings.SettingsError) as error:
         print(f"workbench: {error}", file=sys.stderr)
         return 1
 

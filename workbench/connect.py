@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -9,11 +10,13 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import IO
 
 from workbench.aws import Deployment, WorkbenchAws, WorkbenchError
-from workbench.services import SERVICE_PORTS
+from workbench.contract import SERVICE_PORTS, port_forward_argv
+
 # Langfuse signs logins for the URL in its NEXTAUTH_URL, http://localhost:3000, so its local
 # port cannot move; an offset applies to the other two.
 FIXED_LOCAL_PORTS = {"Langfuse"}
@@ -25,8 +28,8 @@ class Forward:
     service: str
     remote_port: int
     local_port: int
-    process: subprocess.Popen | None = None
-    log: object = None
+    process: subprocess.Popen | None = None  # set by start_forwards
+    log: IO[str] | None = None
 
     @property
     def url(self) -> str:
@@ -101,15 +104,10 @@ def wait_until_reachable(aws: WorkbenchAws, instance_id: str, say: Callable[[str
 
 def start_forwards(aws: WorkbenchAws, deployment: Deployment, forwards: list[Forward]) -> None:
     for forward in forwards:
-        command = [
-            "aws", "ssm", "start-session", "--target", deployment.instance_id,
-            "--document-name", "AWS-StartPortForwardingSession",
-            "--parameters", f'{{"portNumber":["{forward.remote_port}"],"localPortNumber":["{forward.local_port}"]}}',
-            "--region", aws.region,
-        ]
+        command = port_forward_argv(deployment.instance_id, forward.remote_port, forward.local_port, aws.region)
         if aws.profile:
             command += ["--profile", aws.profile]
-        forward.log = tempfile.TemporaryFile(mode="w+")
+        forward.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (open while the tunnel runs)
         # Its own process group: `aws ssm start-session` runs session-manager-plugin as a child,
         # and closing a tunnel must end both.
         forward.process = subprocess.Popen(command, stdout=forward.log, stderr=subprocess.STDOUT,
@@ -117,10 +115,8 @@ def start_forwards(aws: WorkbenchAws, deployment: Deployment, forwards: list[For
 
 
 def _signal_group(process: subprocess.Popen, signal_number: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # the tunnel has already ended
         os.killpg(process.pid, signal_number)
-    except ProcessLookupError:
-        pass
 
 
 def stop_forwards(forwards: list[Forward]) -> None:
@@ -158,6 +154,7 @@ def hold(forwards: list[Forward]) -> None:
             signal.signal(number, _close_on_signal)
         while True:
             for forward in forwards:
+                assert forward.process is not None and forward.log is not None  # started above
                 if forward.process.poll() is not None:
                     forward.log.seek(0)
                     output = " ".join(forward.log.read().split())[-300:]

@@ -19,12 +19,14 @@ Run: python -m workbench.deploy [-c KEY=VALUE]... [--profile NAME] [--no-rollbac
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -95,7 +97,7 @@ def parse_cdk_args(argv: list[str]) -> CdkArgs:
     return parsed
 
 
-def resolve_region(profile: str | None, environ: dict[str, str] | None = None) -> str:
+def resolve_region(profile: str | None, environ: Mapping[str, str] | None = None) -> str:
     """The region the CDK CLI would pick (its SdkProvider.region), short of asking EC2's metadata."""
     environ = os.environ if environ is None else environ
     if profile and profile not in boto3.session.Session().available_profiles:
@@ -124,7 +126,7 @@ class Target:
     account: str
 
     @classmethod
-    def resolve(cls, profile: str | None) -> "Target":
+    def resolve(cls, profile: str | None) -> Target:
         region = resolve_region(profile)
         session = boto3.session.Session(profile_name=profile, region_name=region)
         try:
@@ -196,10 +198,8 @@ def planned_changes(target: Target, stack_name: str, change_set: str) -> list[di
 
 
 def discard(target: Target, stack_name: str, change_set: str) -> None:
-    try:
+    with contextlib.suppress(botocore.exceptions.ClientError):  # already gone: nothing to discard
         target.cloudformation.delete_change_set(StackName=stack_name, ChangeSetName=change_set)
-    except botocore.exceptions.ClientError:
-        pass
     stack = target.cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
     if stack["StackStatus"] == "REVIEW_IN_PROGRESS":  # a first deploy that never happened
         target.cloudformation.delete_stack(StackName=stack_name)
@@ -210,7 +210,7 @@ def execute_and_follow(target: Target, stack_name: str, change_set: str, no_roll
     """Executes the inspected change set and prints the stack's events until it settles."""
     cloudformation = target.cloudformation
     seen = {event["EventId"] for event in _events(cloudformation, stack_name)}
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     cloudformation.execute_change_set(StackName=stack_name, ChangeSetName=change_set, DisableRollback=no_rollback)
     failures: list[str] = []
     while True:
@@ -247,7 +247,7 @@ def deploy(argv: list[str], say=print) -> int:
         + (f" (profile {args.profile})" if args.profile else ""))
     bedrock_access.report(target.session, loaded.models, say)
     target.cdk("bootstrap", f"aws://{target.account}/{target.region}", *args.for_cdk())
-    change_set = f"workbench-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    change_set = f"workbench-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     prepare_change_set(target, args, stack_name, change_set)
     changes = planned_changes(target, stack_name, change_set)
     if changes is None:

@@ -6,10 +6,12 @@ with one readable line instead of failing a deploy ten minutes in.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -29,10 +31,12 @@ VPC_ID_PATTERN = re.compile(r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 # Deliberately narrower than RFC 5322: the address reaches env files and a root shell's
 # settings file, so quotes, '$', '`', spaces and line breaks are refused outright.
-EMAIL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)+$")
+DOMAIN_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
+EMAIL_PATTERN = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._%+-]{{0,63}}@{DOMAIN_LABEL}(?:\.{DOMAIN_LABEL})+$")
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # provider.model-name[-vN][:N], optionally behind a cross-region inference-profile prefix
-MODEL_ID_PATTERN = re.compile(r"^(?:(?P<geo>us|eu|apac|global|us-gov|jp|au|ca)\.)?[a-z0-9-]+\.[A-Za-z0-9._-]+(?::\d+)?$")
+MODEL_ID_PATTERN = re.compile(
+    r"^(?:(?P<geo>us|eu|apac|global|us-gov|jp|au|ca)\.)?[a-z0-9-]+\.[A-Za-z0-9._-]+(?::\d+)?$")
 
 # Each version must be exact (never "latest", never a bare major) and in the major line
 # this workbench is built and tested for.
@@ -94,7 +98,8 @@ class Model:
     @property
     def inference_profile_geo(self) -> str | None:
         """'us', 'eu', 'global', ... for an inference-profile id; None for a foundation model."""
-        return MODEL_ID_PATTERN.fullmatch(self.model_id).group("geo")
+        match = MODEL_ID_PATTERN.fullmatch(self.model_id)
+        return match.group("geo") if match else None
 
     @property
     def foundation_model_id(self) -> str:
@@ -149,12 +154,16 @@ def stack_name_for(workbench_name: str) -> str:
     return f"ai-workbench-{workbench_name}"
 
 
-def load(path: Path = DEFAULT_SETTINGS_FILE, overrides: Mapping[str, Any] | None = None) -> Settings:
-    """Read the settings file, apply `key=value` overrides, validate everything."""
+def load(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Read the settings file (workbench.yaml by default), apply `key=value` overrides, validate everything."""
+    path = path or DEFAULT_SETTINGS_FILE
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
     except yaml.YAMLError as error:
-        raise SettingsError(f"{path}: not valid YAML: {error}") from error
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise SettingsError(f"{path}: not valid YAML{where}: {problem}") from error
     if not isinstance(raw, dict):
         raise SettingsError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
     for key, value in (overrides or {}).items():
@@ -165,10 +174,8 @@ def load(path: Path = DEFAULT_SETTINGS_FILE, overrides: Mapping[str, Any] | None
 def _apply_override(raw: dict, dotted_key: str, value: Any) -> None:
     if isinstance(value, str):
         # `-c` values arrive as strings: read them as YAML so numbers and JSON lists keep their type.
-        try:
+        with contextlib.suppress(yaml.YAMLError):  # not YAML: keep the string as given
             value = yaml.safe_load(value) if value.strip() else value
-        except yaml.YAMLError:
-            pass
     *parents, leaf = dotted_key.split(".")
     target = raw
     for part in parents:
@@ -251,7 +258,8 @@ def _root_volume(value: Any) -> int:
 def _vpc(value: Any) -> str:
     if value == "new" or (isinstance(value, str) and VPC_ID_PATTERN.fullmatch(value)):
         return value
-    raise SettingsError(f"vpc: {value!r} is not allowed; use \"new\" or an existing VPC id such as vpc-0123456789abcdef0")
+    raise SettingsError(
+        f"vpc: {value!r} is not allowed; use \"new\" or an existing VPC id such as vpc-0123456789abcdef0")
 
 
 def _region(value: Any, key: str) -> str:
@@ -334,7 +342,8 @@ def _model_info(entry: Mapping[str, Any], where: str) -> ModelInfo:
     checked = {}
     for key in PRICE_KEYS:
         value = _required_in(prices, key, f"{where}.usd_per_million_tokens")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_USD_PER_MILLION_TOKENS:
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not is_number or not 0 <= value <= MAX_USD_PER_MILLION_TOKENS:
             raise SettingsError(f"{where}.usd_per_million_tokens.{key}: {value!r} is not allowed; use a price in "
                                 f"US dollars per million tokens from 0 to {MAX_USD_PER_MILLION_TOKENS}")
         checked[key] = float(value)

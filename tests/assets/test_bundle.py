@@ -146,7 +146,7 @@ def test_no_healthcheck_or_command_carries_a_password(projects):
 def test_placeholders_are_only_secrets_and_deployment_names(tree):
     allowed = {spec.env_name for spec in SECRETS} | DEPLOYMENT_NAMES
     used = set()
-    for path in list((tree / "env").iterdir()) + [tree / "code-server" / "config.yaml"]:
+    for path in [*list((tree / "env").iterdir()), tree / "code-server" / "config.yaml"]:
         used |= set(re.findall(r"\{\{([A-Z0-9_]+)\}\}", path.read_text()))
     assert used <= allowed
     # every generated secret is used somewhere: in a file, or (the LiteLLM keys) by the boot itself
@@ -208,7 +208,7 @@ def test_litellm_config_lists_the_configured_models_and_langfuse_callback(tree):
     models = settings.load().models
     assert [(m["model_name"], m["litellm_params"]["model"], m["litellm_params"]["aws_region_name"])
             for m in config["model_list"]] == [(m.name, f"bedrock/{m.model_id}", m.region) for m in models]
-    for entry, model in zip(config["model_list"], models):
+    for entry, model in zip(config["model_list"], models, strict=True):
         prices = model.info.usd_per_million_tokens
         assert entry["litellm_params"]["input_cost_per_token"] * 1e6 == pytest.approx(prices["input"])
         assert entry["litellm_params"]["cache_read_input_token_cost"] * 1e6 == pytest.approx(prices["cache_read"])

@@ -183,7 +183,7 @@ def start_proxy(workdir: Path, config_changes=None, env_changes=None, overrides=
         **(env_changes or {}),
     }
     port = free_port()
-    log = open(workdir / "proxy.log", "w")
+    log = open(workdir / "proxy.log", "w")  # noqa: SIM115 (the proxy writes to it until the fixture ends)
     process = subprocess.Popen([str(LITELLM), "--config", str(workdir / "config.yaml"), "--host", "127.0.0.1",
                                 "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
     deadline = time.monotonic() + 90
@@ -303,7 +303,7 @@ def proxy_as_on_the_box(tmp_path_factory):
         config["litellm_settings"]["enable_post_custom_auth_checks"] = True
 
     yield from start_proxy(workdir, stored_keys, {"WORKBENCH_STORED_KEY": str(stored)},
-                           overrides={"models": json.dumps(defaults + [UNKNOWN_MODEL])})
+                           overrides={"models": json.dumps([*defaults, UNKNOWN_MODEL])})
 
 
 def test_clines_key_calls_its_models_and_nothing_else(proxy_as_on_the_box):

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from stacks.user_data import deployment_env_lines
-from conftest import HOSTILE_VALUES
+from tests.helpers import HOSTILE_VALUES
 
 
 @pytest.mark.parametrize("value", [v for v in HOSTILE_VALUES if "\n" not in v and "\r" not in v]

@@ -8,8 +8,8 @@ import re
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from conftest import ACCOUNT, PINNED_IMAGE, REGION, pinned_context, synth, template_of
 from stacks.user_data import USER_DATA_LIMIT_BYTES, compressed_boot_script
+from tests.helpers import ACCOUNT, PINNED_IMAGE, REGION, pinned_context, synth, template_of
 from workbench.secrets import SEED_KEY, SEED_LENGTH
 
 
@@ -190,7 +190,8 @@ def test_a_redeploy_with_unchanged_settings_keeps_the_instance(default_json):
     # CDK's default would hash the user data into the logical id and replace the box on any change.
     instance_ids = list(resources(default_json, "AWS::EC2::Instance"))
     assert instance_ids == ["WorkbenchInstance6A737DF1"]
-    assert synth() is synth()  # same settings, same template: nothing for CloudFormation to update
+    # Same settings, same template: a second, uncached synthesis gives CloudFormation nothing to update.
+    assert synth.__wrapped__() == synth()
 
 
 def test_one_secret_holds_a_seed_generated_by_cloudformation(default_json):
@@ -361,12 +362,13 @@ def test_existing_vpc_creates_no_network_of_its_own():
 def test_existing_vpc_without_credentials_is_a_clear_error():
     from workbench.settings import SettingsError
 
-    with pytest.raises(SettingsError, match="vpc: 'vpc-0123456789abcdef0' is an existing VPC.*needs AWS credentials"):
+    with pytest.raises(SettingsError, match=r"vpc: 'vpc-0123456789abcdef0' is an existing VPC.*needs AWS credentials"):
         synth(json.dumps({"vpc": "vpc-0123456789abcdef0"}))
 
 
 def test_several_workbenches_coexist_in_one_account_and_region():
     import aws_cdk as cdk
+
     from stacks.workbench_stack import WorkbenchStack
     from workbench import settings
 

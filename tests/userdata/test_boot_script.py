@@ -273,8 +273,9 @@ def test_health_mode_reports_each_service_for_workbench_status(booted_box):
 
 def test_logs_mode_shows_one_service_for_workbench_logs(booted_box):
     box, _ = booted_box
-    run = lambda *args: subprocess.run(["bash", str(BOOT_SCRIPT), "--logs", *args], env=box.env,
-                                       capture_output=True, text=True, timeout=60)
+    def run(*args):
+        return subprocess.run(["bash", str(BOOT_SCRIPT), "--logs", *args], env=box.env,
+                                           capture_output=True, text=True, timeout=60)
     assert "Can't reach database server" in run("litellm", "40").stdout
     assert box.called("/opt/workbench/litellm logs --no-color --tail 40 litellm") == 1
     assert run("clickhouse", "5").returncode == 0

@@ -7,6 +7,7 @@ Run Command returns no output in moto, so tests that need the box's answer set i
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,9 +19,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from workbench import bedrock_access, cli, connect
+from workbench import bedrock_access, cli, connect, settings
 from workbench.aws import WorkbenchAws
 from workbench.secrets import BY_KEY, derive
+
+ROOT = Path(__file__).resolve().parents[2]
 
 STUBS = Path(__file__).resolve().parent / "stubs"
 REGION = "us-east-1"
@@ -402,8 +405,37 @@ def test_python_dash_m_workbench_runs_the_same_cli():
     assert result.returncode == 0 and "connect" in result.stdout and "credentials" in result.stdout
 
 
-@pytest.mark.parametrize("argv", [["connect", "--port-offset", "-1"], ["connect", "--port-offset", "60000"],
-                                  ["logs", "litellm", "--lines", "0"]])
-def test_out_of_range_numbers_are_usage_errors(capsys, argv):
-    assert cli.main(argv) == 2
-    assert capsys.readouterr().err == "workbench: --port-offset must be 0-57455 and --lines at least 1\n"
+@pytest.mark.parametrize("argv, message", [
+    (["connect", "--port-offset", "-1"], "argument --port-offset: -1 is out of range; use 0-57455"),
+    (["credentials", "--port-offset", "60000"], "argument --port-offset: 60000 is out of range; use 0-57455"),
+    (["connect", "--port-offset", "ten"], "argument --port-offset: 'ten' is not a whole number"),
+    (["logs", "litellm", "--lines", "0"], "argument --lines: 0 is out of range; use 1-100000"),
+])
+def test_out_of_range_numbers_are_usage_errors(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(message)
+
+
+def test_help_and_a_broken_settings_file_give_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    broken = tmp_path / "workbench.yaml"
+    broken.write_text("name: [unclosed\n")
+    monkeypatch.setattr(settings, "DEFAULT_SETTINGS_FILE", broken)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    assert exit_.value.code == 0 and "credentials" in capsys.readouterr().out
+    assert cli.main(["status"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("workbench: ") and "not valid YAML" in err and len(err.splitlines()) == 1
+
+
+def test_python_dash_m_workbench_help_works_with_a_broken_settings_file(tmp_path):
+    """`python -m workbench --help` from a checkout whose workbench.yaml does not parse."""
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ROOT / "workbench", checkout / "workbench", ignore=shutil.ignore_patterns("__pycache__"))
+    (checkout / "workbench.yaml").write_text("name: [unclosed\n")
+    result = subprocess.run([os.sys.executable, "-m", "workbench", "--help"], capture_output=True, text=True,
+                            cwd=checkout, env={**os.environ, "PYTHONPATH": str(checkout)})
+    assert result.returncode == 0, result.stderr
+    assert "credentials" in result.stdout

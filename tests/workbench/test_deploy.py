@@ -7,6 +7,7 @@ error, so planning the real stack's update is proven only on AWS.
 """
 
 import json
+from datetime import UTC
 
 import boto3
 import pytest
@@ -178,8 +179,8 @@ class FailingBootStack:
     for uniqueId: <id>" around the boot script's own reason."""
 
     def __init__(self):
-        from datetime import datetime, timedelta, timezone
-        now = datetime.now(timezone.utc) + timedelta(seconds=5)
+        from datetime import datetime, timedelta
+        now = datetime.now(UTC) + timedelta(seconds=5)
         reason = ("WaitCondition received failed message: 'phase services: image pull failed for the langfuse "
                   "project | output: manifest unknown' for uniqueId: boot")
         self.events = [

@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from conftest import HOSTILE_VALUES
+from tests.helpers import HOSTILE_VALUES
 from workbench import settings
 from workbench.settings import SettingsError
 

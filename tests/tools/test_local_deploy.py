@@ -5,7 +5,7 @@ Slow-ish (about half a minute); `pytest -m "not emulator"` skips it locally. CI 
 
 import pytest
 
-from workbench import local_deploy
+from tools.local_aws import deploy as local_deploy
 
 pytestmark = pytest.mark.emulator
 

@@ -1,6 +1,6 @@
 """`make deploy-local` / `make destroy-local`: the real CDK CLI against a local AWS emulator.
 
-deploy: start the emulator (workbench/emulator.py), `cdk bootstrap`, `cdk deploy` of the real
+deploy: start the emulator (tools/local_aws/emulator.py), `cdk bootstrap`, `cdk deploy` of the real
 app with default settings, print the outputs, check with boto3 that what the stack declares
 exists, stop the emulator.
 destroy: the emulator keeps no state once stopped (and replaying its request log fails on
@@ -25,16 +25,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import boto3
 
 from workbench import settings as workbench_settings
 from workbench.secrets import SEED_KEY, seed_of
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STATE_DIR = ROOT / ".local-aws"
 DEPLOYED_MARKER = STATE_DIR / "deployed"
 OUTPUTS = STATE_DIR / "outputs.json"
@@ -60,8 +60,8 @@ def emulator() -> Iterator[str]:
     port = free_port()
     # AWS managed policies (AmazonSSMManagedInstanceCore, the bootstrap's ReadOnlyAccess) must exist to attach.
     env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
-    log = open(STATE_DIR / "emulator.log", "a")
-    process = subprocess.Popen([sys.executable, "-m", "workbench.emulator", str(port)], cwd=ROOT, env=env,
+    log = open(STATE_DIR / "emulator.log", "a")  # noqa: SIM115 (the emulator writes to it until the block ends)
+    process = subprocess.Popen([sys.executable, "-m", "tools.local_aws.emulator", str(port)], cwd=ROOT, env=env,
                                stdout=log, stderr=subprocess.STDOUT)
     endpoint = f"http://localhost:{port}"
     try:
@@ -72,7 +72,7 @@ def emulator() -> Iterator[str]:
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise LocalDeployError(f"the emulator did not start; see {STATE_DIR / 'emulator.log'}")
+                    raise LocalDeployError(f"the emulator did not start; see {STATE_DIR / 'emulator.log'}") from None
                 time.sleep(0.2)
         yield endpoint
     finally:
@@ -142,8 +142,11 @@ def verify_deployed(endpoint: str, stack_name: str) -> dict[str, str]:
     check(options["HttpTokens"] == "required" and options["HttpPutResponseHopLimit"] == 2,
           "instance requires IMDSv2 tokens, hop limit 2")
     profile_name = instance["IamInstanceProfile"]["Arn"].rsplit("/", 1)[1]
-    (role,) = iam.get_instance_profile(InstanceProfileName=profile_name)["InstanceProfile"]["Roles"]
-    check(True, f"instance profile {profile_name} with role {role['RoleName']}")
+    roles = iam.get_instance_profile(InstanceProfileName=profile_name)["InstanceProfile"]["Roles"]
+    check(len(roles) == 1, f"instance profile {profile_name} holds one role")
+    (role,) = roles
+    trusted = [s["Principal"].get("Service") for s in role["AssumeRolePolicyDocument"]["Statement"]]
+    check(trusted == ["ec2.amazonaws.com"], f"role {role['RoleName']} is assumed by EC2 only")
     attached = iam.list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"]
     check(attached == [], "role has no managed policy (no AmazonSSMManagedInstanceCore)")
     actions = set()

@@ -1,0 +1,70 @@
+"""Everything the box boots from: the rendered bundle, this deployment's settings, the user data
+and the wait condition that hears the boot's answer."""
+
+import tempfile
+from pathlib import Path
+
+from aws_cdk import Aws
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3_assets as s3_assets
+from constructs import Construct
+
+from stacks.boot_signal import BootSignal
+from stacks.secrets import WorkbenchSecrets
+from stacks.storage import LangfuseBlobStorage
+from stacks.user_data import BOOT_SCRIPT, boot_user_data
+from workbench import bundle
+from workbench.settings import Settings
+
+
+class BootPackage(Construct):
+    """The bundle asset, the deployment settings (/etc/workbench/deployment.env), the user data
+    that installs and runs the boot script, and the boot signal for this exact combination."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, secrets: WorkbenchSecrets,
+                 storage: LangfuseBlobStorage) -> None:
+        super().__init__(scope, construct_id)
+        with tempfile.TemporaryDirectory(prefix="workbench-bundle-") as scratch:
+            # The asset is copied into the cloud assembly right here, so the scratch copy can go.
+            self.bundle = s3_assets.Asset(self, "Bundle", path=str(bundle.render(settings, Path(scratch))))
+        deployment = deployment_env(settings, secrets, storage, self.bundle)
+        self.signal = BootSignal(self, "Signal", deployment=deployment, boot_script=BOOT_SCRIPT.read_bytes())
+        deployment["WAIT_HANDLE_URL"] = self.signal.url
+        self.user_data = boot_user_data(deployment)
+
+    def grant_read(self, role: iam.IRole) -> None:
+        # This one object only: Asset.grant_read would also open listing the whole CDK assets bucket.
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:GetObject"],
+            resources=[f"arn:{Aws.PARTITION}:s3:::{self.bundle.s3_bucket_name}/{self.bundle.s3_object_key}"],
+        ))
+
+    def wait_for(self, instance: ec2.Instance) -> None:
+        self.signal.wait_for(instance.instance)
+
+
+def deployment_env(
+    settings: Settings,
+    secrets: WorkbenchSecrets,
+    storage: LangfuseBlobStorage,
+    bundle_asset: s3_assets.Asset,
+) -> dict[str, str]:
+    """What the boot script needs to know about this deployment: names, locations, versions."""
+    versions = settings.versions
+    return {
+        "WORKBENCH_NAME": settings.name,
+        "AWS_REGION": Aws.REGION,
+        "BUNDLE_URL": bundle_asset.s3_object_url,
+        "BLOB_BUCKET": storage.bucket.bucket_name,
+        "SECRET_ARN": secrets.arn,
+        "LANGFUSE_ADMIN_EMAIL": settings.langfuse_admin_email,
+        "COMPOSE_VERSION": versions.compose,
+        "COMPOSE_SHA256_X86_64": versions.compose_sha256["x86_64"],
+        "COMPOSE_SHA256_AARCH64": versions.compose_sha256["aarch64"],
+        "CODE_SERVER_VERSION": versions.code_server,
+        "CLINE_VERSION": versions.cline,
+        "LITELLM_MODEL_NAMES": ",".join(model.name for model in settings.models),
+        "CLINE_MODEL": settings.cline_model,
+        "CLINE_BUDGET_USD_PER_DAY": f"{settings.cline_budget_usd_per_day:g}",
+    }

@@ -1,0 +1,50 @@
+"""Helpers the tests share: hostile setting values and the app synthesized once per configuration."""
+
+import json
+from functools import cache
+
+from aws_cdk.assertions import Template
+
+import app as cdk_app
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+PINNED_IMAGE = "ami-0123456789abcdef0"
+
+# Values that would run a command, end a quoted word or start a new line in a file a shell
+# or Docker reads. `a'$(touch${IFS}/tmp/x)'@x.io` once got through as the admin email.
+HOSTILE_VALUES = [
+    "a'$(touch${IFS}/tmp/x)'@x.io",
+    "x`id`",
+    "x$(id)",
+    "x;id",
+    'x"y',
+    "x'y",
+    "x y",
+    "default\n",
+    "x\nEVIL=1",
+    "x\rEVIL=1",
+]
+
+
+def pinned_context(architecture: str = "arm64") -> dict:
+    """What `cdk deploy` records in cdk.context.json after its lookups."""
+    parameter = f"/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-{architecture}"
+    return {
+        f"availability-zones:account={ACCOUNT}:region={REGION}": [f"{REGION}a", f"{REGION}b"],
+        f"ssm:account={ACCOUNT}:parameterName={parameter}:region={REGION}": PINNED_IMAGE,
+    }
+
+
+@cache
+def synth(context_json: str = "{}", account: str | None = None, region: str | None = None) -> dict:
+    """Synthesizes the real app (cdk-nag included) and returns {stack name: template JSON}."""
+    app = cdk_app.create_app(json.loads(context_json), account=account, region=region)
+    assembly = app.synth()
+    return {stack.stack_name: stack.template for stack in assembly.stacks}
+
+
+def template_of(context: dict | None = None, **env) -> Template:
+    templates = synth(json.dumps(context or {}, sort_keys=True), **env)
+    (template,) = templates.values()
+    return Template.from_json(template)
