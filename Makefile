@@ -14,7 +14,7 @@ TEST_COMMANDS := redis-server:redis-server redis-cli:redis-tools pg_isready:post
 PROGRAMS := tests/programs
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help install system-packages test-install lint deploy destroy synth render test deploy-local destroy-local clean
+.PHONY: help install system-packages test-install lint bench-gateway deploy destroy synth render test deploy-local destroy-local clean
 
 help:
 	@echo "make deploy         deploy to the AWS account of your current credentials"
@@ -24,6 +24,7 @@ help:
 	@echo "make test           the lint and type gate, then every test"
 	@echo "make deploy-local   no AWS account: deploy into a local AWS emulator and check it"
 	@echo "make destroy-local  destroy that local deployment and check nothing is left"
+	@echo "make bench-gateway  what the LiteLLM gateway adds to time to first token (1 and 8 streams)"
 
 $(BIN)/activate: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -91,6 +92,10 @@ lint: install
 
 test: test-install lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+# Not a test: what LiteLLM adds to time to first token, 1 and 8 streams (benchmarks/gateway.py).
+bench-gateway: install
+	$(BIN)/python -m benchmarks.gateway
 
 clean:
 	rm -rf cdk.out .pytest_cache .local-aws

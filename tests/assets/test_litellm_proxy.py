@@ -7,207 +7,50 @@ wiring (model ids, callback, host, key pair) end to end without AWS or the inter
 
 import base64
 import json
-import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tools.gateway import (
+    STREAMED_TEXT,
+    TEST_SECRETS,
+    GatewayError,
+    answer,
+    converse_stream,
+    running_proxy,
+)
 from workbench import bundle, settings
 
-MASTER_KEY = "sk-testmasterkey"
-PUBLIC_KEY, SECRET_KEY = "pk-lf-testpublic", "sk-lf-testsecret"
-LITELLM = Path(sys.executable).parent / "litellm"
+MASTER_KEY = TEST_SECRETS["LITELLM_MASTER_KEY"]
+PUBLIC_KEY, SECRET_KEY = TEST_SECRETS["LANGFUSE_PUBLIC_KEY"], TEST_SECRETS["LANGFUSE_SECRET_KEY"]
 ROOT = Path(__file__).resolve().parents[2]
 KEY_REQUEST = ROOT / "assets" / "boot" / "litellm_key_request.py"
 STORED_KEY_AUTH = Path(__file__).resolve().parent / "litellm_stored_key.py"
 
 
-class Recorder(BaseHTTPRequestHandler):
-    """Records every POST; answers Converse calls like Bedrock and OTLP posts like Langfuse."""
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("content-length", 0)))
-        self.server.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-        model_id = urllib.parse.unquote(self.path.split("/")[2]) if self.path.startswith("/model/") else None
-        if model_id in self.server.unsubscribed:
-            # Bedrock's answer to the first call of a model the account is not subscribed to, by a
-            # caller without Marketplace rights: the AccessDeniedException error type and the
-            # message as AWS reports it (CloudTrail errorMessage quoted in
-            # aws-samples/sample-host-openclaw-on-amazon-bedrock-agentcore#41).
-            payload = json.dumps({"message": MARKETPLACE_DENIED}).encode()
-            self.send_response(403)
-            self.send_header("x-amzn-errortype", "AccessDeniedException:http://internal.amazon.com/coral/com.amazon.bedrock/")
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-            return
-        if self.path.endswith("/converse-stream"):
-            payload, content_type = converse_stream(STREAMED_TEXT), "application/vnd.amazon.eventstream"
-        elif self.path.endswith("/converse"):
-            reply = {
-                "output": {"message": {"role": "assistant", "content": [{"text": "Hello from fake Bedrock"}]}},
-                "stopReason": "end_turn",
-                "usage": {"inputTokens": 5, "outputTokens": 4, "totalTokens": 9},
-                "metrics": {"latencyMs": 12},
-            }
-            payload, content_type = json.dumps(reply).encode(), "application/json"
-        else:
-            payload, content_type = b"", "application/x-protobuf"
-        self.send_response(200)
-        self.send_header("content-type", content_type)
-        self.send_header("content-length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
-
-
-STREAMED_TEXT = ["Hello ", "from streaming ", "fake Bedrock"]
-
-
-def event_stream_message(event_type: str, payload: dict) -> bytes:
-    """One message of AWS's event-stream encoding, as Bedrock's ConverseStream sends it.
-
-    Prelude (total length, headers length, CRC32 of both), string headers (name length, name,
-    type 7, value length, value), JSON payload, CRC32 of the whole message (the framing that
-    botocore.eventstream parses; Bedrock API reference, ConverseStream response).
-    """
-    headers = b""
-    for name, value in ((":event-type", event_type), (":content-type", "application/json"), (":message-type", "event")):
-        headers += bytes([len(name)]) + name.encode() + b"\x07" + len(value).to_bytes(2, "big") + value.encode()
-    body = json.dumps(payload).encode()
-    total = 12 + len(headers) + len(body) + 4
-    prelude = total.to_bytes(4, "big") + len(headers).to_bytes(4, "big")
-    prelude += zlib.crc32(prelude).to_bytes(4, "big")
-    message = prelude + headers + body
-    return message + zlib.crc32(message).to_bytes(4, "big")
-
-
-def converse_stream(chunks: list[str]) -> bytes:
-    """A whole ConverseStream answer: the events and their order from Bedrock's ConverseStream reference."""
-    events = [("messageStart", {"role": "assistant"})]
-    events += [("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": chunk}}) for chunk in chunks]
-    events += [("contentBlockStop", {"contentBlockIndex": 0}), ("messageStop", {"stopReason": "end_turn"}),
-               ("metadata", {"usage": {"inputTokens": 1200, "outputTokens": 9, "totalTokens": 1209,
-                                       "cacheReadInputTokens": 1000, "cacheWriteInputTokens": 0},
-                             "metrics": {"latencyMs": 15}})]
-    return b"".join(event_stream_message(event_type, payload) for event_type, payload in events)
-
-
-MARKETPLACE_DENIED = (
-    "Model access is denied due to IAM user or service role is not authorized to perform the required AWS "
-    "Marketplace actions (aws-marketplace:ViewSubscriptions, aws-marketplace:Subscribe) to enable access to this "
-    "model. Refer to the Amazon Bedrock documentation for further details. Your AWS Marketplace subscription for "
-    "this model cannot be completed at this time. If you recently fixed this issue, try again after 2 minutes."
-)
-
-
-def serve() -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    server.requests = []
-    server.unsubscribed = set()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def request(port, path, key=None, body=None):
-    headers = {"content-type": "application/json"}
-    if key:
-        headers["authorization"] = f"Bearer {key}"
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode() if body else None,
-                                 headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-def shipped_env(tree: Path, langfuse_url: str) -> dict[str, str]:
-    """env/litellm.env as the boot script renders it, with test values for the placeholders."""
-    values = {"LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_SALT_KEY": "sk-testsalt", "LITELLM_DB_PASSWORD": "unused",
-              "AWS_REGION": "us-east-1", "LANGFUSE_PUBLIC_KEY": PUBLIC_KEY, "LANGFUSE_SECRET_KEY": SECRET_KEY}
-    env = {}
-    for line in (tree / "env" / "litellm.env").read_text().splitlines():
-        if line and not line.startswith("#"):
-            key, value = line.split("=", 1)
-            env[key] = re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], value)
-    # The Langfuse container's name only resolves on the box; here the fake listens locally.
-    assert env["LANGFUSE_OTEL_HOST"] == env["LANGFUSE_HOST"] == "http://langfuse-web:3000"
-    env["LANGFUSE_OTEL_HOST"] = env["LANGFUSE_HOST"] = langfuse_url
-    # No database offline: Prisma would download its engines (the deployed image has them).
-    del env["DATABASE_URL"]
-    return env
+    return answer(port, path, key, body)
 
 
 def start_proxy(workdir: Path, config_changes=None, env_changes=None, overrides=None):
     """The real proxy with the shipped config and env; yields its port and the fakes it talks to."""
-    if not LITELLM.exists():
-        pytest.fail(f"{LITELLM} missing: install requirements-dev.txt")
     tree = bundle.render(settings.load(overrides=overrides), workdir / "bundle")
-    bedrock, langfuse = serve(), serve()
     config = yaml.safe_load((tree / "litellm" / "config.yaml").read_text())
-    for model in config["model_list"]:  # the only change to the shipped config: where Bedrock is
-        model["litellm_params"]["aws_bedrock_runtime_endpoint"] = f"http://127.0.0.1:{bedrock.server_port}"
     if config_changes:
         config_changes(config, tree)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    env = {
-        "PATH": os.environ["PATH"], "HOME": str(workdir),
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_OFFLINE_MODE": "true",
-        "AWS_ACCESS_KEY_ID": "AKIATESTTESTTESTTEST", "AWS_SECRET_ACCESS_KEY": "test-secret",
-        "OTEL_BSP_SCHEDULE_DELAY": "500",
-        **shipped_env(tree, f"http://127.0.0.1:{langfuse.server_port}"),
-        **(env_changes or {}),
-    }
-    port = free_port()
-    log = open(workdir / "proxy.log", "w")  # noqa: SIM115 (the proxy writes to it until the fixture ends)
-    process = subprocess.Popen([str(LITELLM), "--config", str(workdir / "config.yaml"), "--host", "127.0.0.1",
-                                "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
-    deadline = time.monotonic() + 90
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"proxy exited with {process.returncode}:\n{(workdir / 'proxy.log').read_text()[-3000:]}")
-        try:
-            if request(port, "/health/liveliness")[0] == 200:
-                break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("proxy did not answer /health/liveliness within 90 s")
-        time.sleep(0.25)
-    yield {"port": port, "bedrock": bedrock, "langfuse": langfuse, "process": process}
-    process.send_signal(signal.SIGINT)  # SIGINT flushes pending spans; see the compose stop_signal
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    bedrock.shutdown()
-    langfuse.shutdown()
-    log.close()
+        with running_proxy(workdir, tree, config, env_changes) as proxy:
+            yield {"port": proxy.port, "bedrock": proxy.bedrock, "langfuse": proxy.langfuse, "process": proxy.process}
+    except GatewayError as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture(scope="module")

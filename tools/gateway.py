@@ -1,0 +1,236 @@
+"""The real LiteLLM proxy with the shipped config, and fakes of what it talks to (Bedrock, Langfuse).
+
+Shared by the proxy tests (tests/assets/test_litellm_proxy.py) and the gateway benchmark
+(benchmarks/gateway.py). The fake Bedrock answers Converse and ConverseStream (AWS event-stream
+framing) at once; the fake Langfuse accepts OTLP exports. Both record every request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+LITELLM = Path(sys.executable).parent / "litellm"
+TEST_SECRETS = {"LITELLM_MASTER_KEY": "sk-testmasterkey", "LITELLM_SALT_KEY": "sk-testsalt",
+                "LITELLM_DB_PASSWORD": "unused", "AWS_REGION": "us-east-1",
+                "LANGFUSE_PUBLIC_KEY": "pk-lf-testpublic", "LANGFUSE_SECRET_KEY": "sk-lf-testsecret"}
+
+
+class GatewayError(Exception):
+    """The proxy did not start; the message holds the tail of its log."""
+
+
+class FakeAwsServices(BaseHTTPRequestHandler):
+    """Records every POST; answers Converse calls like Bedrock and OTLP posts like Langfuse."""
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.server.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+        model_id = urllib.parse.unquote(self.path.split("/")[2]) if self.path.startswith("/model/") else None
+        if model_id in self.server.unsubscribed:
+            # Bedrock's answer to the first call of a model the account is not subscribed to, by a
+            # caller without Marketplace rights: the AccessDeniedException error type and the
+            # message as AWS reports it (CloudTrail errorMessage quoted in
+            # aws-samples/sample-host-openclaw-on-amazon-bedrock-agentcore#41).
+            payload = json.dumps({"message": MARKETPLACE_DENIED}).encode()
+            self.send_response(403)
+            self.send_header("x-amzn-errortype", "AccessDeniedException:http://internal.amazon.com/coral/com.amazon.bedrock/")
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        if self.path.endswith("/converse-stream"):
+            payload, content_type = converse_stream(STREAMED_TEXT), "application/vnd.amazon.eventstream"
+        elif self.path.endswith("/converse"):
+            reply = {
+                "output": {"message": {"role": "assistant", "content": [{"text": "Hello from fake Bedrock"}]}},
+                "stopReason": "end_turn",
+                "usage": {"inputTokens": 5, "outputTokens": 4, "totalTokens": 9},
+                "metrics": {"latencyMs": 12},
+            }
+            payload, content_type = json.dumps(reply).encode(), "application/json"
+        else:
+            payload, content_type = b"", "application/x-protobuf"
+        self.send_response(200)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+STREAMED_TEXT = ["Hello ", "from streaming ", "fake Bedrock"]
+
+
+def event_stream_message(event_type: str, payload: dict) -> bytes:
+    """One message of AWS's event-stream encoding, as Bedrock's ConverseStream sends it.
+
+    Prelude (total length, headers length, CRC32 of both), string headers (name length, name,
+    type 7, value length, value), JSON payload, CRC32 of the whole message (the framing that
+    botocore.eventstream parses; Bedrock API reference, ConverseStream response).
+    """
+    headers = b""
+    for name, value in ((":event-type", event_type), (":content-type", "application/json"), (":message-type", "event")):
+        headers += bytes([len(name)]) + name.encode() + b"\x07" + len(value).to_bytes(2, "big") + value.encode()
+    body = json.dumps(payload).encode()
+    total = 12 + len(headers) + len(body) + 4
+    prelude = total.to_bytes(4, "big") + len(headers).to_bytes(4, "big")
+    prelude += zlib.crc32(prelude).to_bytes(4, "big")
+    message = prelude + headers + body
+    return message + zlib.crc32(message).to_bytes(4, "big")
+
+
+def converse_stream(chunks: list[str]) -> bytes:
+    """A whole ConverseStream answer: the events and their order from Bedrock's ConverseStream reference."""
+    events = [("messageStart", {"role": "assistant"})]
+    events += [("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": chunk}}) for chunk in chunks]
+    events += [("contentBlockStop", {"contentBlockIndex": 0}), ("messageStop", {"stopReason": "end_turn"}),
+               ("metadata", {"usage": {"inputTokens": 1200, "outputTokens": 9, "totalTokens": 1209,
+                                       "cacheReadInputTokens": 1000, "cacheWriteInputTokens": 0},
+                             "metrics": {"latencyMs": 15}})]
+    return b"".join(event_stream_message(event_type, payload) for event_type, payload in events)
+
+
+MARKETPLACE_DENIED = (
+    "Model access is denied due to IAM user or service role is not authorized to perform the required AWS "
+    "Marketplace actions (aws-marketplace:ViewSubscriptions, aws-marketplace:Subscribe) to enable access to this "
+    "model. Refer to the Amazon Bedrock documentation for further details. Your AWS Marketplace subscription for "
+    "this model cannot be completed at this time. If you recently fixed this issue, try again after 2 minutes."
+)
+
+
+def serve() -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeAwsServices)
+    server.requests = []
+    server.unsubscribed = set()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def answer(port: int, path: str, key: str | None = None, body: dict | None = None) -> tuple[int, object]:
+    """(status, JSON answer) of one request to the proxy; the error text for an HTTP error."""
+    headers = {"content-type": "application/json"}
+    if key:
+        headers["authorization"] = f"Bearer {key}"
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode() if body else None,
+                                 headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def shipped_env(tree: Path, langfuse_url: str, values: Mapping[str, str] = TEST_SECRETS) -> dict[str, str]:
+    """env/litellm.env as the boot script renders it, with test values for the placeholders."""
+    env = {}
+    for line in (tree / "env" / "litellm.env").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            env[key] = re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], value)
+    # The Langfuse container's name only resolves on the box; here the fake listens locally.
+    if not env["LANGFUSE_OTEL_HOST"] == env["LANGFUSE_HOST"] == "http://langfuse-web:3000":
+        raise GatewayError(f"litellm.env points Langfuse elsewhere: {env['LANGFUSE_OTEL_HOST']}")
+    env["LANGFUSE_OTEL_HOST"] = env["LANGFUSE_HOST"] = langfuse_url
+    # No database offline: Prisma would download its engines (the deployed image has them).
+    del env["DATABASE_URL"]
+    return env
+
+
+@dataclass
+class Proxy:
+    port: int
+    process: subprocess.Popen
+    bedrock: ThreadingHTTPServer
+    langfuse: ThreadingHTTPServer
+
+
+def compose_arguments(tree: Path) -> list[str]:
+    """The proxy's own options from the shipped compose command, without --config and --port."""
+    import yaml
+
+    command = yaml.safe_load((tree / "litellm" / "compose.yaml").read_text())["services"]["litellm"]["command"]
+    options, skip = [], False
+    for argument in command:
+        if skip:
+            skip = False
+        elif argument in ("--config", "--port"):
+            skip = True
+        else:
+            options.append(argument)
+    return options
+
+
+@contextmanager
+def running_proxy(workdir: Path, tree: Path, config: dict,
+                  env_changes: Mapping[str, str] | None = None) -> Iterator[Proxy]:
+    """The real proxy on a free local port, with the fakes it calls; stopped with SIGINT (flushes spans)."""
+    import yaml
+
+    if not LITELLM.exists():
+        raise GatewayError(f"{LITELLM} missing: install requirements-dev.txt")
+    bedrock, langfuse = serve(), serve()
+    for model in config["model_list"]:  # the only change to the shipped config: where Bedrock is
+        model["litellm_params"]["aws_bedrock_runtime_endpoint"] = f"http://127.0.0.1:{bedrock.server_port}"
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {
+        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "HOME": str(workdir),
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_OFFLINE_MODE": "true",
+        "AWS_ACCESS_KEY_ID": "AKIATESTTESTTESTTEST", "AWS_SECRET_ACCESS_KEY": "test-secret",
+        "OTEL_BSP_SCHEDULE_DELAY": "500",
+        **shipped_env(tree, f"http://127.0.0.1:{langfuse.server_port}"),
+        **(env_changes or {}),
+    }
+    port = free_port()
+    log_path = workdir / "proxy.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen([str(LITELLM), "--config", str(workdir / "config.yaml"), "--host", "127.0.0.1",
+                                    "--port", str(port), *compose_arguments(tree)],
+                                   env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                if process.poll() is not None:
+                    raise GatewayError(f"proxy exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+                try:
+                    if answer(port, "/health/liveliness")[0] == 200:
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise GatewayError("proxy did not answer /health/liveliness within 90 s")
+                time.sleep(0.25)
+            yield Proxy(port, process, bedrock, langfuse)
+        finally:
+            process.send_signal(signal.SIGINT)  # SIGINT flushes pending spans; see the compose stop_signal
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            bedrock.shutdown()
+            langfuse.shutdown()
