@@ -12,7 +12,8 @@ Langfuse export on (to a fake Langfuse). Then:
 
     .venv/bin/python -m benchmarks.gateway [--pairs 60] [--concurrent 8] [--per-stream 12] [--json]
 
-Options of the proxy to compare come from the compose file, or `--proxy-args "--num_workers 2"`.
+Options of the proxy to compare come from the compose file, or `--proxy-args "--num_workers 2"`;
+environment changes from `--proxy-env NAME=VALUE`.
 Not a test: timings depend on the machine; the README records the figures and where they came from.
 """
 
@@ -121,7 +122,8 @@ def resident_mib(pid: int) -> float:
     return round(total_kib / 1024, 1)
 
 
-def run(pairs: int, concurrent: int, per_stream: int, proxy_args: list[str] | None) -> dict:
+def run(pairs: int, concurrent: int, per_stream: int, proxy_args: list[str] | None,
+        proxy_env: dict[str, str] | None = None) -> dict:
     loaded = settings.load()
     model = loaded.models[0]
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as scratch:
@@ -132,7 +134,7 @@ def run(pairs: int, concurrent: int, per_stream: int, proxy_args: list[str] | No
             compose["services"]["litellm"]["command"] = ["--config", "/app/config.yaml", "--port", "4000", *proxy_args]
             (tree / "litellm" / "compose.yaml").write_text(yaml.safe_dump(compose))
         config = yaml.safe_load((tree / "litellm" / "config.yaml").read_text())
-        with running_proxy(workdir, tree, config) as proxy:
+        with running_proxy(workdir, tree, config, proxy_env) as proxy:
             bedrock_port = proxy.bedrock.server_port
             for index in range(5):  # warm-up: imports, connection pools, the first export
                 through_proxy(proxy.port, model.name, f"cline-warmup{index}")
@@ -165,6 +167,7 @@ def run(pairs: int, concurrent: int, per_stream: int, proxy_args: list[str] | No
             memory = resident_mib(proxy.process.pid)
         return {
             "proxy_options": compose_arguments(tree),
+            "proxy_env_changes": proxy_env or {},
             "cpus": os.cpu_count(),
             "one_stream": {
                 "pairs": pairs,
@@ -182,10 +185,13 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=8)
     parser.add_argument("--per-stream", type=int, default=12)
     parser.add_argument("--proxy-args", help='replace the compose command\'s options, e.g. "--num_workers 2"')
+    parser.add_argument("--proxy-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="change one variable of the shipped litellm.env for this run (repeatable)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = run(args.pairs, args.concurrent, args.per_stream,
-                 shlex.split(args.proxy_args) if args.proxy_args is not None else None)
+                 shlex.split(args.proxy_args) if args.proxy_args is not None else None,
+                 dict(change.split("=", 1) for change in args.proxy_env))
     if args.json:
         print(json.dumps(result, indent=2))
         return

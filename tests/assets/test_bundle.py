@@ -119,6 +119,15 @@ def test_dependencies_wait_for_healthy_services(projects):
         "litellm-postgres": {"condition": "service_healthy"}}
 
 
+def test_litellm_runs_the_measured_worker_count_within_its_memory_limit(projects, tree):
+    """benchmarks/gateway.py: two workers took 1141 MiB resident under 8 concurrent streams."""
+    litellm = projects["litellm"]["services"]["litellm"]
+    command = litellm["command"]
+    assert command[command.index("--num_workers") + 1] == "2"
+    assert litellm["mem_limit"] == "2g"
+    assert "LITELLM_LOG=WARNING" in (tree / "env" / "litellm.env").read_text().splitlines()
+
+
 def test_redis_clickhouse_and_litellm_settings(projects, tree):
     langfuse = projects["langfuse"]["services"]
     redis_command = " ".join(langfuse["redis"]["command"])
