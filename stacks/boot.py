@@ -67,4 +67,5 @@ def deployment_env(
         "LITELLM_MODEL_NAMES": ",".join(model.name for model in settings.models),
         "CLINE_MODEL": settings.cline_model,
         "CLINE_BUDGET_USD_PER_DAY": f"{settings.cline_budget_usd_per_day:g}",
+        "IDLE_STOP_MINUTES": str(settings.idle_stop_minutes),
     }

@@ -67,6 +67,8 @@ class WorkbenchInstance(Construct):
             # boot or when re-run by hand (see README).
             user_data_causes_replacement=False,
             http_tokens=ec2.HttpTokens.REQUIRED,
+            # The idle stop powers the box off from inside; that must stop it, never terminate it.
+            instance_initiated_shutdown_behavior=ec2.InstanceInitiatedShutdownBehavior.STOP,
             # Containers on the Docker bridge are one hop further from the metadata service;
             # with the default of 1 LiteLLM could not get the role's credentials to call Bedrock.
             http_put_response_hop_limit=2,

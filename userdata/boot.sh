@@ -10,6 +10,7 @@
 # Modes: (none) boot and signal; --health one "<service> healthy|unhealthy" line per service;
 # --logs SERVICE [LINES]; --rerun-user-data (cloud-init's per-boot hook, see install_per_boot_hook);
 # --firewall (workbench-firewall.service, early on every boot, see apply_metadata_firewall).
+# The idle stop is the bundle's boot/idle-stop.sh (workbench-idle.timer).
 set -Eeuo pipefail
 
 ROOT=${WORKBENCH_ROOT:-}  # tests run the script inside a sandbox directory
@@ -54,6 +55,7 @@ METADATA_V6=fd00:ec2::254
 # files give them on every network they join.
 METADATA_CLIENTS=(172.29.0.10 172.29.0.11 172.29.0.12 172.29.1.10 172.29.1.11 172.29.2.10)
 PROJECTS=(langfuse litellm)
+IDLE_UNITS=(workbench-idle.service workbench-idle.timer)
 
 # Logs go to stderr, so command substitutions capture only the command's own output.
 log() { printf '%s [%s] %s\n' "$(date -u +%FT%TZ)" "${PHASE:-boot}" "$*" >&2; }
@@ -334,7 +336,15 @@ phase_services() {
     unit=workbench-$project.service
     install_content "$SYSTEMD_DIR/$unit" 0644 root:root "$(<"$INSTALL_DIR/systemd/$unit")"
   done
+  for unit in "${IDLE_UNITS[@]}"; do
+    install_content "$SYSTEMD_DIR/$unit" 0644 root:root "$(<"$INSTALL_DIR/systemd/$unit")"
+  done
   retry systemctl daemon-reload || fail "systemd could not reload its units"
+  if ((${IDLE_STOP_MINUTES:-0} > 0)); then
+    retry systemctl enable --now workbench-idle.timer || fail "systemd could not start workbench-idle.timer"
+  else
+    retry systemctl disable --now workbench-idle.timer || fail "systemd could not stop workbench-idle.timer"
+  fi
   for project in "${PROJECTS[@]}"; do
     retry docker compose --project-directory "$INSTALL_DIR/$project" pull --quiet ||
       fail "image pull failed for the $project project"
@@ -502,6 +512,8 @@ run_phases() {
   phase_health
   phase_litellm_keys
   phase_llm_connection
+  # A box just booted has the whole idle window ahead of it (boot/idle-stop.sh reads this).
+  install_content "$STATE_DIR/last-use" 0600 root:root "$EPOCHSECONDS the boot"
   local phases
   phases=$(IFS=,; printf '%s' "${PHASE_SECONDS[*]}")
   signal SUCCESS "workbench ready in ${SECONDS}s ({$phases})" "{\"time_to_ready_seconds\": $SECONDS, \"phases\": {$phases}}"
@@ -515,7 +527,10 @@ main() {
   source "$DEPLOYMENT_ENV"
   set +a
   case ${1:-} in
-    --health) health_report "${HEALTH_CHECKS[@]}" "${CONFIGURATION_CHECKS[@]}"; return ;;
+    --health)
+      health_report "${HEALTH_CHECKS[@]}" "${CONFIGURATION_CHECKS[@]}"
+      bash "$INSTALL_DIR/boot/idle-stop.sh" report 2>/dev/null || echo "idle-stop unknown"
+      return ;;
     --logs) service_logs "${2:?--logs needs a service name}" "${3:-100}"; return ;;
     --rerun-user-data) rerun_user_data ;;
     --firewall) apply_metadata_firewall; return ;;

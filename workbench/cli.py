@@ -74,7 +74,10 @@ def cmd_status(aws: WorkbenchAws, args) -> int:
         report["ssm"] = aws.ssm_ping(deployment.instance_id)
     if report["ssm"] == "Online":
         output = aws.run_shell(deployment.instance_id, f"{BOOT_SCRIPT_ON_BOX} --health")
-        report["services"] = dict(line.split(None, 1) for line in output.splitlines() if " " in line)
+        lines = output.splitlines()
+        report["idle_stop"] = next((line.split(" ", 1)[1] for line in lines if line.startswith("idle-stop ")), None)
+        report["services"] = dict(line.split(None, 1) for line in lines
+                                  if " " in line and not line.startswith("idle-stop "))
     models = deployment.bedrock_models
     access = bedrock_access.check_all(aws.session, models) if models else []
     report["bedrock"] = {result.model.name: result.detail for result in access}
@@ -94,6 +97,8 @@ def cmd_status(aws: WorkbenchAws, args) -> int:
             say("services   no answer from the box's health check")
         else:
             say("services   not checked (SSM cannot reach the instance)")
+        if report.get("idle_stop"):
+            say(f"idle stop  {report['idle_stop']}")
         for name, detail in report["bedrock"].items():
             say(f"bedrock    {name}: {detail}")
     return 0 if healthy else NOT_HEALTHY

@@ -25,6 +25,9 @@ MIN_ROOT_VOLUME_GIB = 50
 MAX_ROOT_VOLUME_GIB = 16384
 # Bedrock spend Cline's key may run up per day; the ceiling catches a typo's extra zeros.
 MAX_CLINE_BUDGET_USD_PER_DAY = 10000
+# The box checks every 5 minutes; under 15 a pause to read would stop it. A day at most.
+MIN_IDLE_STOP_MINUTES = 15
+MAX_IDLE_STOP_MINUTES = 1440
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
 VPC_ID_PATTERN = re.compile(r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
@@ -63,7 +66,7 @@ COMPOSE_SHA256: dict[str, dict[str, str]] = {
 
 TOP_LEVEL_KEYS = (
     "name", "instance_type", "root_volume_gib", "vpc", "bedrock_region",
-    "models", "langfuse_admin_email", "cline_model", "cline_budget_usd_per_day", "versions",
+    "models", "langfuse_admin_email", "cline_model", "cline_budget_usd_per_day", "idle_stop_minutes", "versions",
 )
 MODEL_KEYS = ("name", "model_id", "region", "context_window", "max_output_tokens", "prompt_caching",
               "usd_per_million_tokens")
@@ -134,6 +137,7 @@ class Settings:
     langfuse_admin_email: str
     cline_model: str
     cline_budget_usd_per_day: float
+    idle_stop_minutes: int
     versions: Versions
     shape: instance_types.InstanceShape = field(compare=False)
 
@@ -202,6 +206,7 @@ def parse(raw: Mapping[str, Any]) -> Settings:
         langfuse_admin_email=_email(_required(raw, "langfuse_admin_email")),
         cline_model=_cline_model(_required(raw, "cline_model"), models),
         cline_budget_usd_per_day=_cline_budget(_required(raw, "cline_budget_usd_per_day")),
+        idle_stop_minutes=_idle_stop(_required(raw, "idle_stop_minutes")),
         versions=_versions(_required(raw, "versions")),
         shape=shape,
     )
@@ -281,6 +286,16 @@ def _cline_model(value: Any, models: tuple[Model, ...]) -> str:
     names = [model.name for model in models]
     if value not in names:
         raise SettingsError(f"cline_model: {value!r} is not one of the models' names; use one of {', '.join(names)}")
+    return value
+
+
+def _idle_stop(value: Any) -> int:
+    allowed = (f"0 (never stop) or a whole number of minutes from {MIN_IDLE_STOP_MINUTES} to "
+               f"{MAX_IDLE_STOP_MINUTES}, such as 60")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SettingsError(f"idle_stop_minutes: {value!r} is not allowed; use {allowed}")
+    if value != 0 and not MIN_IDLE_STOP_MINUTES <= value <= MAX_IDLE_STOP_MINUTES:
+        raise SettingsError(f"idle_stop_minutes: {value} is out of range; use {allowed}")
     return value
 
 

@@ -74,6 +74,14 @@ def test_security_group_has_no_ingress_and_only_https_egress(default_json):
     ]
 
 
+def test_the_box_stopping_itself_stops_it_and_never_terminates_it(default_template: Template):
+    default_template.has_resource_properties("AWS::EC2::Instance", {"InstanceInitiatedShutdownBehavior": "stop"})
+
+
+def test_idle_stop_setting_reaches_the_box(default_json):
+    assert "IDLE_STOP_MINUTES=60\n" in user_data_text(default_json)
+
+
 def test_instance_requires_imds_tokens_with_hop_limit_two(default_template: Template):
     default_template.has_resource_properties(
         "AWS::EC2::Instance",

@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,7 @@ class Sandbox:
             "LITELLM_MODEL_NAMES": "claude-sonnet-4-5,claude-haiku-4-5",
             "CLINE_MODEL": "claude-haiku-4-5",
             "CLINE_BUDGET_USD_PER_DAY": "20",
+            "IDLE_STOP_MINUTES": "60",
         }
         self.deployment = deployment
         self.write_deployment()
@@ -102,7 +104,8 @@ class Sandbox:
 
     def tree(self) -> dict[str, tuple[int, str]]:
         """Path -> (mode, content hash) of everything the script wrote."""
-        skip = {"calls.log", "var/log/workbench-boot.log", "var/lib/workbench/last-output"}
+        # last-use holds the time of the latest boot by design: a reboot restarts the idle window.
+        skip = {"calls.log", "var/log/workbench-boot.log", "var/lib/workbench/last-output", "var/lib/workbench/last-use"}
         snapshot = {}
         for path in sorted(self.root.rglob("*")):
             relative = str(path.relative_to(self.root))
@@ -135,8 +138,10 @@ def booted_box(tmp_path, bundle_zip):
     return boot(tmp_path, bundle_zip)
 
 
-def test_boot_script_is_shellcheck_clean():
-    result = subprocess.run([str(SHELLCHECK), "--severity=style", str(BOOT_SCRIPT)], capture_output=True, text=True)
+def test_boot_script_and_the_boxs_other_scripts_are_shellcheck_clean():
+    scripts = [BOOT_SCRIPT, *sorted((BOOT_SCRIPT.parents[1] / "assets" / "boot").glob("*.sh"))]
+    assert len(scripts) > 1
+    result = subprocess.run([str(SHELLCHECK), "--severity=style", *map(str, scripts)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 
@@ -267,7 +272,9 @@ def test_health_mode_reports_each_service_for_workbench_status(booted_box):
     assert result.stdout.splitlines() == [
         "langfuse-web healthy", "langfuse-worker healthy", "litellm healthy",
         "litellm-langfuse-callback healthy", "code-server unhealthy", "langfuse-llm-connection healthy",
+        result.stdout.splitlines()[-1],
     ]
+    assert result.stdout.splitlines()[-1].startswith("idle-stop in 60 min (last use: the boot at ")
     assert box.called("-H @" + str(box.root / "var/lib/workbench/litellm-auth-header")) >= 2
 
 
@@ -514,3 +521,56 @@ def test_langfuses_playground_and_evaluators_get_a_litellm_connection_of_their_o
     connections = json.loads((box.state / "llm-connections.json").read_text())
     assert list(connections) == ["litellm"]
     assert "Langfuse's LLM connection to LiteLLM is in place" in (tmp_path / "var/log/workbench-boot.log").read_text()
+
+
+def idle(box: "Sandbox", action: str, **stub_env) -> str:
+    """The bundle's boot/idle-stop.sh as the timer (check) and `--health` (report) run it."""
+    result = subprocess.run(["bash", str(box.root / "opt/workbench/boot/idle-stop.sh"), action],
+                            env={**box.env, **stub_env}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_an_unused_box_stops_itself_after_idle_stop_minutes(booted_box):
+    box, _ = booted_box
+    assert box.called("systemctl enable --now workbench-idle.timer") == 1
+    timer = (box.root / "etc/systemd/system/workbench-idle.timer").read_text()
+    assert "OnUnitActiveSec=5min" in timer
+    assert "ExecStart=/bin/bash /opt/workbench/boot/idle-stop.sh check" in (
+        box.root / "etc/systemd/system/workbench-idle.service").read_text()
+    # Just booted: the whole window ahead.
+    assert idle(box, "report").startswith("idle-stop in 60 min (last use: the boot at ")
+    last_use = box.root / "var/lib/workbench/last-use"
+    last_use.write_text(f"{int(time.time()) - 61 * 60} the boot\n")
+    assert idle(box, "report").startswith("idle-stop now (unused for 61 min; last use: the boot)")
+    assert box.called("systemctl poweroff") == 0  # report only reports
+    idle(box, "check")
+    assert box.called("systemctl poweroff") == 1
+    assert "nobody has used the box for 61 min (idle_stop_minutes 60): stopping it" in (
+        box.root / "var/log/workbench-boot.log").read_text()
+
+
+@pytest.mark.parametrize("stub_env, use", [
+    ({"STUB_SSM_SESSION": "1"}, "an SSM session"),
+    ({"STUB_HEARTBEAT_MS": str((int(time.time()) - 120) * 1000)}, "VS Code in a browser"),
+    ({"STUB_LAST_REQUEST": str(int(time.time()) - 300)}, "a LiteLLM request"),
+], ids=["ssm-session", "vscode-heartbeat", "litellm-request"])
+def test_a_box_in_use_keeps_running(booted_box, stub_env, use):
+    box, _ = booted_box
+    (box.root / "var/lib/workbench/last-use").write_text(f"{int(time.time()) - 3 * 3600} the boot\n")
+    idle(box, "check", **stub_env)
+    assert box.called("systemctl poweroff") == 0
+    recorded = (box.root / "var/lib/workbench/last-use").read_text()
+    assert recorded.split(" ", 1)[1].strip() == use
+    assert idle(box, "report").startswith("idle-stop in ")  # the recorded use restarts the window
+
+
+def test_idle_stop_zero_turns_it_off(tmp_path, bundle_zip):
+    box = Sandbox(tmp_path, bundle_zip)
+    box.write_deployment(IDLE_STOP_MINUTES="0")
+    assert box.run().returncode == 0
+    assert box.called("systemctl disable --now workbench-idle.timer") == 1
+    assert idle(box, "report") == "idle-stop off"
+    (tmp_path / "var/lib/workbench/last-use").write_text("0 the boot\n")
+    idle(box, "check")
+    assert box.called("systemctl poweroff") == 0

@@ -27,8 +27,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 STUBS = Path(__file__).resolve().parent / "stubs"
 REGION = "us-east-1"
+# What `workbench-boot --health` prints (tests/userdata/test_boot_script.py runs it): one line per
+# check, then the idle stop's line.
 HEALTHY_REPORT = "\n".join(f"{name} healthy" for name in (
-    "langfuse-web", "langfuse-worker", "litellm", "litellm-langfuse-callback", "code-server")) + "\n"
+    "langfuse-web", "langfuse-worker", "litellm", "litellm-langfuse-callback", "code-server",
+    "langfuse-llm-connection")) + "\nidle-stop in 42 min (last use: an SSM session at 2026-11-30T05:00:00Z)\n"
 
 
 @pytest.fixture
@@ -174,11 +177,13 @@ def test_status_reports_a_healthy_box_as_a_table_and_as_json(aws_env, capsys, ss
     assert code == 0
     assert f"instance   {instance_id}  running" in out and "ssm        Online" in out
     assert "  litellm-langfuse-callback   healthy" in out
+    assert "idle stop  in 42 min (last use: an SSM session at 2026-11-30T05:00:00Z)" in out
     assert sent == ["/usr/local/sbin/workbench-boot --health"]
     code, out, _ = run(capsys, "--region", REGION, "status", "alice", "--json")
     report = json.loads(out)
     assert code == 0 and report["healthy"] is True and report["ssm"] == "Online"
     assert report["services"]["code-server"] == "healthy" and report["instance_id"] == instance_id
+    assert "idle-stop" not in report["services"] and report["idle_stop"].startswith("in 42 min")
 
 
 def test_status_exits_3_when_a_service_is_unhealthy_or_the_box_is_stopped(aws_env, capsys, ssm_ping, box_answers):

@@ -37,6 +37,8 @@ def test_defaults_are_valid_and_meet_the_langfuse_minimum():
     assert loaded.root_volume_gib >= 100
     assert loaded.uses_new_vpc
     assert loaded.cline_budget_usd_per_day == 20.0
+    assert loaded.idle_stop_minutes == 60
+    assert load_with(idle_stop_minutes="0").idle_stop_minutes == 0
 
 
 @pytest.mark.parametrize("budget, expected", [("7.5", 7.5), ("0.01", 0.01), ("10000", 10000.0)])
@@ -91,6 +93,10 @@ def test_cline_budget_takes_dollars_and_cents(budget, expected):
         ({"cline_budget_usd_per_day": ".inf"}, "cline_budget_usd_per_day: inf is out of range"),
         ({"cline_budget_usd_per_day": "true"}, "cline_budget_usd_per_day: True is not a number"),
         ({"cline_budget_usd_per_day": "twenty"}, "cline_budget_usd_per_day: 'twenty' is not a number"),
+        ({"idle_stop_minutes": "10"}, "idle_stop_minutes: 10 is out of range; use 0 (never stop) or a whole number of minutes from 15 to 1440"),
+        ({"idle_stop_minutes": "2000"}, "idle_stop_minutes: 2000 is out of range"),
+        ({"idle_stop_minutes": "1.5"}, "idle_stop_minutes: 1.5 is not allowed; use 0 (never stop)"),
+        ({"idle_stop_minutes": "-1"}, "idle_stop_minutes: -1 is out of range"),
         ({"name.first": "x"}, "override 'name.first': 'name' is not a group of settings"),
     ],
 )

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Idle stop of an AI Coding Workbench box: `idle-stop.sh report` prints when the box stops itself
+# if nobody uses it (`workbench status` shows it, through `workbench-boot --health`);
+# `idle-stop.sh check` (workbench-idle.timer, every 5 minutes) records the last use and stops the
+# box once idle_stop_minutes have passed without any. The instance's shutdown behaviour is stop,
+# so its volume and data stay; `workbench connect` starts it again.
+set -euo pipefail
+
+ROOT=${WORKBENCH_ROOT:-}  # tests run the script inside a sandbox directory
+STATE_DIR=$ROOT/var/lib/workbench
+INSTALL_DIR=$ROOT/opt/workbench
+LOG_FILE=$ROOT/var/log/workbench-boot.log
+LAST_USE=$STATE_DIR/last-use  # "<epoch seconds> <what>", also written at the end of every boot
+# shellcheck source=/dev/null
+source "$ROOT/etc/workbench/deployment.env"
+MINUTES=${IDLE_STOP_MINUTES:-0}
+
+log() { printf '%s [idle-stop] %s\n' "$(date -u +%FT%TZ)" "$*" >>"$LOG_FILE"; }
+
+# "<epoch seconds> <what>" of the box's last use. In use right now: an SSM session (every
+# tunnel of `workbench connect` is one ssm-session-worker) or a boot. Else the latest of: VS
+# Code's last browser heartbeat (/healthz, code-server's src/node/heart.ts, in ms), LiteLLM's
+# last request (its spend log, "startTime" in litellm-proxy-extras' schema.prisma; Cline working
+# on its own counts), and what the last check recorded.
+last_use() {
+  local now=$EPOCHSECONDS best=0 what="nothing since the boot" heartbeat request
+  if pgrep -x ssm-session-worker >/dev/null; then
+    echo "$now an SSM session"
+    return
+  fi
+  if pgrep -f -- "workbench-boot --phases" >/dev/null; then
+    echo "$now the boot"
+    return
+  fi
+  [[ -s $LAST_USE ]] && read -r best what <"$LAST_USE"
+  heartbeat=$(curl --fail --silent --connect-timeout 10 --max-time 5 http://127.0.0.1:8080/healthz 2>/dev/null |
+    python3 -c 'import json, sys; print(int(json.load(sys.stdin)["lastHeartbeat"]) // 1000)' 2>/dev/null) || heartbeat=0
+  if ((heartbeat > best)); then best=$heartbeat what="VS Code in a browser"; fi
+  request=$(timeout 30 docker compose --project-directory "$INSTALL_DIR/litellm" exec -T litellm-postgres \
+    psql -U litellm -d litellm -tAc 'SELECT coalesce(extract(epoch FROM max("startTime"))::bigint, 0) FROM "LiteLLM_SpendLogs"' \
+    2>/dev/null | tr -dc '0-9') || request=0
+  if ((${request:-0} > best)); then best=$request what="a LiteLLM request"; fi
+  echo "$best $what"
+}
+
+main() {
+  local act=${1:?usage: idle-stop.sh report|check} now=$EPOCHSECONDS last what left
+  if ((MINUTES == 0)); then
+    echo "idle-stop off"
+    return
+  fi
+  read -r last what < <(last_use)
+  if [[ $act == check ]]; then
+    (umask 077 && printf '%s %s\n' "$last" "$what" >"$LAST_USE")
+  fi
+  left=$((MINUTES * 60 - (now - last)))
+  if ((left > 0)); then
+    echo "idle-stop in $(((left + 59) / 60)) min (last use: $what at $(date -u -d "@$last" +%FT%TZ))"
+    return
+  fi
+  echo "idle-stop now (unused for $(((now - last) / 60)) min; last use: $what)"
+  if [[ $act == check ]]; then
+    log "nobody has used the box for $(((now - last) / 60)) min (idle_stop_minutes $MINUTES): stopping it"
+    systemctl poweroff
+  fi
+}
+
+main "$@"
