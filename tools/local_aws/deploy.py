@@ -261,7 +261,7 @@ def round_trip() -> float:
 if __name__ == "__main__":
     commands = {"deploy": deploy, "destroy": destroy, "round-trip": lambda: print(f"round trip: {round_trip():.0f} s")}
     if len(sys.argv) != 2 or sys.argv[1] not in commands:
-        sys.exit("usage: python -m workbench.local_deploy deploy|destroy|round-trip")
+        sys.exit("usage: python -m tools.local_aws.deploy deploy|destroy|round-trip")
     try:
         commands[sys.argv[1]]()
     except LocalDeployError as error:

@@ -16,7 +16,7 @@ in the emulator only — nothing here changes what real users deploy:
 - the wait condition completes at once (no instance boots in an emulator) with Data saying so,
   where moto has no model for it and so cannot resolve the BootReport output.
 
-Run: python -m workbench.emulator PORT
+Run: python -m tools.local_aws.emulator PORT
 """
 
 from __future__ import annotations
