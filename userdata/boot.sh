@@ -426,13 +426,19 @@ phase_health() {
   end_phase
 }
 
-# LiteLLM's management API as the operator (master key from a root-only header file, never
-# on a command line). The answer's body goes to a file; prints the HTTP status.
-litellm_api() {
-  local method=$1 path=$2 answer=$3 request=${4:-}
-  local args=(--max-time 30 -X "$method" -o "$answer" -w '%{http_code}' -H "@$STATE_DIR/litellm-auth-header")
+# One call to a service's API with the credentials in a root-only header file (never on a
+# command line): api_call HEADER_FILE METHOD URL ANSWER_FILE [JSON_REQUEST_FILE]. The answer's
+# body goes to ANSWER_FILE; prints the HTTP status.
+api_call() {
+  local header=$1 method=$2 url=$3 answer=$4 request=${5:-}
+  local args=(--max-time 30 -X "$method" -o "$answer" -w '%{http_code}' -H "@$STATE_DIR/$header")
   [[ -n $request ]] && args+=(-H 'Content-Type: application/json' --data-binary "@$request")
-  "${CURL_ANY_STATUS[@]}" "${args[@]}" "http://127.0.0.1:4000$path"
+  "${CURL_ANY_STATUS[@]}" "${args[@]}" "$url"
+}
+
+# LiteLLM's management API as the operator (the master key).
+litellm_api() {
+  api_call litellm-auth-header "$1" "http://127.0.0.1:4000$2" "${@:3}"
 }
 
 # One of the workbench's LiteLLM virtual keys (what it may do: boot/litellm_key_request.py).
@@ -486,9 +492,8 @@ print(json.dumps({
     "customModels": os.environ["LITELLM_MODEL_NAMES"].split(","),
     "withDefaultModels": False,
 }))' <<<"$LITELLM_LANGFUSE_KEY" >"$request")
-  status=$("${CURL_ANY_STATUS[@]}" --max-time 30 -X PUT -o "$answer" -w '%{http_code}' \
-    -H "@$STATE_DIR/langfuse-auth-header" -H 'Content-Type: application/json' --data-binary "@$request" \
-    http://127.0.0.1:3000/api/public/llm-connections) || status="no answer"
+  status=$(api_call langfuse-auth-header PUT http://127.0.0.1:3000/api/public/llm-connections \
+    "$answer" "$request") || status="no answer"
   rm -f "$request"
   if [[ $status != 200 && $status != 201 ]]; then
     cp "$answer" "$STATE_DIR/last-output" 2>/dev/null || true

@@ -23,9 +23,11 @@ from tools.gateway import (
     STREAMED_TEXT,
     TEST_SECRETS,
     GatewayError,
-    answer,
     converse_stream,
     running_proxy,
+)
+from tools.gateway import (
+    answer as request,
 )
 from workbench import bundle, settings
 
@@ -34,10 +36,6 @@ PUBLIC_KEY, SECRET_KEY = TEST_SECRETS["LANGFUSE_PUBLIC_KEY"], TEST_SECRETS["LANG
 ROOT = Path(__file__).resolve().parents[2]
 KEY_REQUEST = ROOT / "assets" / "boot" / "litellm_key_request.py"
 STORED_KEY_AUTH = Path(__file__).resolve().parent / "litellm_stored_key.py"
-
-
-def request(port, path, key=None, body=None):
-    return answer(port, path, key, body)
 
 
 def start_proxy(workdir: Path, config_changes=None, env_changes=None, overrides=None):
