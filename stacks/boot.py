@@ -11,6 +11,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from stacks.boot_signal import BootSignal
+from stacks.data_volume import DataVolume
 from stacks.secrets import WorkbenchSecrets
 from stacks.storage import LangfuseBlobStorage
 from stacks.user_data import BOOT_SCRIPT, boot_user_data
@@ -23,12 +24,12 @@ class BootPackage(Construct):
     that installs and runs the boot script, and the boot signal for this exact combination."""
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, secrets: WorkbenchSecrets,
-                 storage: LangfuseBlobStorage) -> None:
+                 storage: LangfuseBlobStorage, data: DataVolume) -> None:
         super().__init__(scope, construct_id)
         with tempfile.TemporaryDirectory(prefix="workbench-bundle-") as scratch:
             # The asset is copied into the cloud assembly right here, so the scratch copy can go.
             self.bundle = s3_assets.Asset(self, "Bundle", path=str(bundle.render(settings, Path(scratch))))
-        deployment = deployment_env(settings, secrets, storage, self.bundle)
+        deployment = deployment_env(settings, secrets, storage, data, self.bundle)
         self.signal = BootSignal(self, "Signal", deployment=deployment, boot_script=BOOT_SCRIPT.read_bytes())
         deployment["WAIT_HANDLE_URL"] = self.signal.url
         self.user_data = boot_user_data(deployment)
@@ -48,6 +49,7 @@ def deployment_env(
     settings: Settings,
     secrets: WorkbenchSecrets,
     storage: LangfuseBlobStorage,
+    data: DataVolume,
     bundle_asset: s3_assets.Asset,
 ) -> dict[str, str]:
     """What the boot script needs to know about this deployment: names, locations, versions."""
@@ -58,6 +60,8 @@ def deployment_env(
         "BUNDLE_URL": bundle_asset.s3_object_url,
         "BLOB_BUCKET": storage.bucket.bucket_name,
         "SECRET_ARN": secrets.arn,
+        "DATA_VOLUME_ID": data.volume_id,
+        "AMAZON_LINUX_RELEASE": versions.amazon_linux,
         "LANGFUSE_ADMIN_EMAIL": settings.langfuse_admin_email,
         "COMPOSE_VERSION": versions.compose,
         "COMPOSE_SHA256_X86_64": versions.compose_sha256["x86_64"],

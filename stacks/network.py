@@ -41,7 +41,9 @@ class Network(Construct):
 
         # Public subnet with a public IP: outbound internet without a NAT gateway's hourly cost.
         # Inbound stays closed by the security group; people connect through SSM.
-        self.subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC)
+        # One subnet, named, because the data volume must be created in the instance's zone.
+        self.subnet = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PUBLIC).subnets[0]
+        self.subnets = ec2.SubnetSelection(subnets=[self.subnet])
 
         self.security_group = ec2.SecurityGroup(
             self,

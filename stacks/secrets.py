@@ -14,8 +14,9 @@ from workbench.settings import Settings
 class WorkbenchSecrets(Construct):
     """Every password and key of the workbench, derived from this seed (workbench/secrets.py).
 
-    It lives outside the instance, so replacing the instance keeps it — Langfuse and LiteLLM
-    encrypt stored data with values derived from it.
+    Langfuse and LiteLLM encrypt stored data with values derived from it, so the box also keeps
+    a copy on the data volume: a workbench restored from a snapshot puts that seed back here
+    (phase config in userdata/boot.sh), and Secrets Manager reports the values the data needs.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings) -> None:
@@ -52,8 +53,9 @@ class WorkbenchSecrets(Construct):
     def arn(self) -> str:
         return self.secret.secret_arn
 
-    def grant_read(self, role: iam.IRole) -> None:
+    def grant_read_and_restore(self, role: iam.IRole) -> None:
+        """The box reads the seed, and puts back the one a restored data volume was made with."""
         role.add_to_principal_policy(iam.PolicyStatement(
-            actions=["secretsmanager:GetSecretValue"],
+            actions=["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
             resources=[self.secret.secret_arn],
         ))

@@ -1,4 +1,4 @@
-"""One workbench: the network, secret, blob storage, boot package and instance, wired together."""
+"""One workbench: the network, secret, blob storage, data volume, boot package and instance, wired together."""
 
 import json
 
@@ -6,6 +6,7 @@ from aws_cdk import Aspects, Aws, CfnOutput, Stack, Tags
 from constructs import Construct
 
 from stacks.boot import BootPackage
+from stacks.data_volume import DataVolume
 from stacks.instance import WorkbenchInstance
 from stacks.nag import AcknowledgeCdkHandlers, acknowledge
 from stacks.network import Network
@@ -29,16 +30,19 @@ class WorkbenchStack(Stack):
         network = Network(self, "Network", settings=settings)
         secrets = WorkbenchSecrets(self, "Secrets", settings=settings)
         storage = LangfuseBlobStorage(self, "BlobStorage")
-        boot = BootPackage(self, "Boot", settings=settings, secrets=secrets, storage=storage)
+        data = DataVolume(self, "Data", settings=settings, subnet=network.subnet)
+        boot = BootPackage(self, "Boot", settings=settings, secrets=secrets, storage=storage, data=data)
         instance = WorkbenchInstance(self, "Workbench", settings=settings, network=network, user_data=boot.user_data)
 
+        data.attach_to(instance.ec2)
         boot.wait_for(instance.ec2)
         boot.grant_read(instance.role)
-        secrets.grant_read(instance.role)
+        secrets.grant_read_and_restore(instance.role)
         storage.grant_read_write(instance.role)
-        self._outputs(settings, instance.ec2.instance_id, secrets, boot)
+        self._outputs(settings, instance.ec2.instance_id, secrets, boot, data)
 
-    def _outputs(self, settings: Settings, instance_id: str, secrets: WorkbenchSecrets, boot: BootPackage) -> None:
+    def _outputs(self, settings: Settings, instance_id: str, secrets: WorkbenchSecrets, boot: BootPackage,
+                 data: DataVolume) -> None:
         def output(name: str, value: str, description: str) -> None:
             CfnOutput(self, name, value=value, description=description)
 
@@ -56,6 +60,8 @@ class WorkbenchStack(Stack):
             output(contract.url_output(service), f"http://localhost:{port}", f"{service} through the tunnel")
         output(contract.SECRET_ARN, secrets.arn,
                "Secrets Manager ARN of the seed of every password and key (see workbench credentials)")
+        output(contract.DATA_VOLUME_ID, data.volume_id,
+               "The data volume; `make destroy` leaves a snapshot of it (see workbench list)")
         output(contract.BOOT_REPORT, boot.signal.report, "Boot time-to-ready and phase seconds")
         acknowledge(
             self,

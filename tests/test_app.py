@@ -39,7 +39,7 @@ def test_cfn_lint_finds_nothing_else(cli_synth):
 
 
 def test_a_bad_setting_stops_synth_with_one_clear_line():
-    result = subprocess.run(["npx", "--no-install", "cdk", "synth", "--quiet", "-c", "root_volume_gib=20"],
+    result = subprocess.run(["npx", "--no-install", "cdk", "synth", "--quiet", "-c", "data_volume_gib=20"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
-    assert ("workbench settings: root_volume_gib: 20 is out of range; allowed 50-16384" in result.stderr)
+    assert ("workbench settings: data_volume_gib: 20 is out of range; allowed 30-16384" in result.stderr)

@@ -18,6 +18,7 @@ LANGFUSE_ADMIN_EMAIL = "LangfuseAdminEmail"
 LITELLM_MODELS = "LiteLLMModels"
 BEDROCK_MODELS = "BedrockModels"
 SECRET_ARN = "SecretArn"
+DATA_VOLUME_ID = "DataVolumeId"
 BOOT_REPORT = "BootReport"
 
 

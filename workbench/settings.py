@@ -21,8 +21,14 @@ DEFAULT_SETTINGS_FILE = Path(__file__).resolve().parent.parent / "workbench.yaml
 
 MIN_VCPUS = 4
 MIN_MEMORY_GIB = 16
-MIN_ROOT_VOLUME_GIB = 50
-MAX_ROOT_VOLUME_GIB = 16384
+# The root volume holds only the OS and its packages (AL2023's image is 8 GiB); everything
+# that must survive lives on the data volume, which holds the container images too.
+MIN_ROOT_VOLUME_GIB = 12
+MAX_ROOT_VOLUME_GIB = 1024
+MIN_DATA_VOLUME_GIB = 30
+MAX_DATA_VOLUME_GIB = 16384
+# Data Lifecycle Manager keeps at most 1000 snapshots per schedule; a year of dailies is plenty.
+MAX_SNAPSHOT_RETENTION_DAYS = 365
 # Bedrock spend Cline's key may run up per day; the ceiling catches a typo's extra zeros.
 MAX_CLINE_BUDGET_USD_PER_DAY = 10000
 # The box checks every 5 minutes; under 15 a pause to read would stop it. A day at most.
@@ -30,6 +36,7 @@ MIN_IDLE_STOP_MINUTES = 15
 MAX_IDLE_STOP_MINUTES = 1440
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
+SNAPSHOT_ID_PATTERN = re.compile(r"^snap-[0-9a-f]{8}([0-9a-f]{9})?$")
 VPC_ID_PATTERN = re.compile(r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 # Deliberately narrower than RFC 5322: the address reaches env files and a root shell's
@@ -54,6 +61,9 @@ VERSION_RULES: dict[str, tuple[re.Pattern[str], str]] = {
     "cline": (re.compile(r"^3\.(6[6-9]|[7-9]\d)\.\d+$"),
               "an exact Cline 3 release from 3.66.0 on (it keeps its settings in files), such as 3.89.2"),
     "compose": (re.compile(r"^2\.\d+\.\d+$"), "an exact Docker Compose v2 release such as 2.40.3"),
+    # The box upgrades to exactly this release at boot (dnf --releasever), AL2023's deterministic upgrade.
+    "amazon_linux": (re.compile(r"^2023\.\d+\.20\d{6}$"),
+                     "an exact Amazon Linux 2023 release version such as 2023.12.20260930"),
 }
 
 # Docker Compose binaries are verified against these before they are installed.
@@ -65,7 +75,8 @@ COMPOSE_SHA256: dict[str, dict[str, str]] = {
 }
 
 TOP_LEVEL_KEYS = (
-    "name", "instance_type", "root_volume_gib", "vpc", "bedrock_region",
+    "name", "instance_type", "root_volume_gib", "data_volume_gib", "data_snapshot_id", "snapshot_retention_days",
+    "vpc", "bedrock_region",
     "models", "langfuse_admin_email", "cline_model", "cline_budget_usd_per_day", "idle_stop_minutes", "versions",
 )
 MODEL_KEYS = ("name", "model_id", "region", "context_window", "max_output_tokens", "prompt_caching",
@@ -120,6 +131,7 @@ class Versions:
     code_server: str
     cline: str
     compose: str
+    amazon_linux: str
 
     @property
     def compose_sha256(self) -> dict[str, str]:
@@ -131,6 +143,9 @@ class Settings:
     name: str
     instance_type: str
     root_volume_gib: int
+    data_volume_gib: int
+    data_snapshot_id: str | None  # None: a blank data volume
+    snapshot_retention_days: int  # 0: no scheduled snapshots
     vpc: str
     bedrock_region: str
     models: tuple[Model, ...]
@@ -199,7 +214,15 @@ def parse(raw: Mapping[str, Any]) -> Settings:
     return Settings(
         name=name,
         instance_type=instance_type,
-        root_volume_gib=_root_volume(_required(raw, "root_volume_gib")),
+        root_volume_gib=_volume_size(_required(raw, "root_volume_gib"), "root_volume_gib",
+                                     MIN_ROOT_VOLUME_GIB, MAX_ROOT_VOLUME_GIB,
+                                     "the OS and its packages; the data lives on the data volume"),
+        data_volume_gib=_volume_size(_required(raw, "data_volume_gib"), "data_volume_gib",
+                                     MIN_DATA_VOLUME_GIB, MAX_DATA_VOLUME_GIB,
+                                     "container images and the Langfuse and LiteLLM databases need at least "
+                                     f"{MIN_DATA_VOLUME_GIB} GiB"),
+        data_snapshot_id=_snapshot_id(raw.get("data_snapshot_id")),
+        snapshot_retention_days=_retention(_required(raw, "snapshot_retention_days")),
         vpc=_vpc(_required(raw, "vpc")),
         bedrock_region=region,
         models=models,
@@ -249,14 +272,29 @@ def _instance_shape(value: Any) -> instance_types.InstanceShape:
     return shape
 
 
-def _root_volume(value: Any) -> int:
+def _volume_size(value: Any, key: str, low: int, high: int, why: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SettingsError(f"root_volume_gib: {value!r} is not a whole number of GiB")
-    if not MIN_ROOT_VOLUME_GIB <= value <= MAX_ROOT_VOLUME_GIB:
+        raise SettingsError(f"{key}: {value!r} is not a whole number of GiB")
+    if not low <= value <= high:
+        raise SettingsError(f"{key}: {value} is out of range; allowed {low}-{high} ({why})")
+    return value
+
+
+def _snapshot_id(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not SNAPSHOT_ID_PATTERN.fullmatch(value):
         raise SettingsError(
-            f"root_volume_gib: {value} is out of range; allowed {MIN_ROOT_VOLUME_GIB}-{MAX_ROOT_VOLUME_GIB} "
-            "(container images and the Langfuse databases need at least 50 GiB)"
-        )
+            f"data_snapshot_id: {value!r} is not an EBS snapshot id; use snap- and 8 or 17 hex digits, such as "
+            "snap-0123456789abcdef0 (`workbench list` shows the snapshots of destroyed workbenches), or leave it "
+            "empty for a blank data volume")
+    return value
+
+
+def _retention(value: Any) -> int:
+    allowed = f"0 (no scheduled snapshots) or a whole number of days from 1 to {MAX_SNAPSHOT_RETENTION_DAYS}, such as 7"
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SNAPSHOT_RETENTION_DAYS:
+        raise SettingsError(f"snapshot_retention_days: {value!r} is not allowed; use {allowed}")
     return value
 
 

@@ -34,7 +34,9 @@ def test_defaults_are_valid_and_meet_the_langfuse_minimum():
     assert loaded.name == "default"
     assert loaded.stack_name == "ai-workbench-default"
     assert loaded.shape.vcpus >= 4 and loaded.shape.memory_gib >= 16
-    assert loaded.root_volume_gib >= 100
+    assert loaded.root_volume_gib == 20 and loaded.data_volume_gib == 60
+    assert loaded.data_snapshot_id is None and loaded.snapshot_retention_days == 7
+    assert loaded.versions.amazon_linux == "2023.12.20260930"
     assert loaded.uses_new_vpc
     assert loaded.cline_budget_usd_per_day == 20.0
     assert loaded.idle_stop_minutes == 60
@@ -56,7 +58,21 @@ def test_cline_budget_takes_dollars_and_cents(budget, expected):
         ({"instance_type": "c7g.xlarge"}, "instance_type: 'c7g.xlarge' has 4 vCPU and 8 GiB; Langfuse needs at least 4 vCPU"),
         ({"instance_type": "p5.48xlarge"}, "instance_type: 'p5.48xlarge': unknown instance family 'p5'; known families:"),
         ({"instance_type": "m7g.huge"}, "instance_type: 'm7g.huge': unknown instance size 'huge'; known sizes: medium"),
-        ({"root_volume_gib": "49"}, "root_volume_gib: 49 is out of range; allowed 50-16384"),
+        ({"root_volume_gib": "8"}, "root_volume_gib: 8 is out of range; allowed 12-1024 (the OS and its packages"),
+        ({"data_volume_gib": "20"}, "data_volume_gib: 20 is out of range; allowed 30-16384 (container images and"),
+        ({"data_volume_gib": "60.5"}, "data_volume_gib: 60.5 is not a whole number of GiB"),
+        ({"data_snapshot_id": "vol-0123456789abcdef0"},
+         "data_snapshot_id: 'vol-0123456789abcdef0' is not an EBS snapshot id; use snap- and 8 or 17 hex digits"),
+        ({"data_snapshot_id": "snap-0123"}, "data_snapshot_id: 'snap-0123' is not an EBS snapshot id"),
+        ({"data_snapshot_id": "snap-0123456789ABCDEF0"}, "data_snapshot_id: 'snap-0123456789ABCDEF0' is not"),
+        ({"snapshot_retention_days": "366"}, "snapshot_retention_days: 366 is not allowed; use 0 (no scheduled "
+                                             "snapshots) or a whole number of days from 1 to 365"),
+        ({"snapshot_retention_days": "-1"}, "snapshot_retention_days: -1 is not allowed"),
+        ({"snapshot_retention_days": "week"}, "snapshot_retention_days: 'week' is not allowed"),
+        ({"versions.amazon_linux": "latest"},
+         "versions.amazon_linux: 'latest' is not allowed; use an exact Amazon Linux 2023 release version"),
+        ({"versions.amazon_linux": "2023"}, "versions.amazon_linux: '2023' is not allowed"),
+        ({"versions.amazon_linux": "2.0.20260825"}, "versions.amazon_linux: '2.0.20260825' is not allowed"),
         ({"root_volume_gib": "lots"}, "root_volume_gib: 'lots' is not a whole number of GiB"),
         ({"vpc": "default"}, "vpc: 'default' is not allowed; use \"new\" or an existing VPC id"),
         ({"bedrock_region": "us-east"}, "bedrock_region: 'us-east' is not an AWS region name"),
@@ -104,6 +120,13 @@ def test_bad_input_is_refused_with_a_message_naming_key_value_and_rule(overrides
     with pytest.raises(SettingsError) as error:
         load_with(**overrides)
     assert expected in str(error.value)
+
+
+def test_a_restore_names_its_snapshot_and_an_empty_one_means_a_blank_volume():
+    assert load_with(data_snapshot_id="snap-0123456789abcdef0").data_snapshot_id == "snap-0123456789abcdef0"
+    assert load_with(data_snapshot_id="snap-01234567").data_snapshot_id == "snap-01234567"
+    assert load_with(data_snapshot_id="").data_snapshot_id is None
+    assert load_with(snapshot_retention_days="0").snapshot_retention_days == 0
 
 
 def test_overrides_keep_their_types_and_reach_nested_keys():
