@@ -35,10 +35,15 @@ ATTEMPT_TIMEOUT_SECONDS=${WORKBENCH_ATTEMPT_TIMEOUT_SECONDS:-300}
 CURL_ANY_STATUS=(curl --silent --show-error --connect-timeout 10)
 CURL=("${CURL_ANY_STATUS[@]}" --fail)
 AWS=(aws --cli-connect-timeout 10 --cli-read-timeout 60)
-MIN_ROOT_GIB=45
+MIN_ROOT_GIB=10
+# The data volume (stacks/data_volume.py, boot/data-volume.sh): Docker's data, /home and the
+# seed's copy live here.
+DATA_MOUNT=$ROOT/var/lib/workbench-data
 # code-server, its terminals and Cline run as this user: no sudo, no docker group, no
 # instance metadata (so no instance-role credentials). See README, "Threat model".
 CODING_USER=${WORKBENCH_CODING_USER:-coder}
+# Fixed, so its files on a data volume restored onto a new instance still belong to it.
+CODING_USER_UID=2000
 AS_CODING_USER=(runuser -u "$CODING_USER" -- env HOME="$ROOT/home/$CODING_USER")
 # Where Cline (in code-server's extension host, on the box) reaches LiteLLM.
 CLINE_LITELLM_URL=http://localhost:4000
@@ -173,19 +178,36 @@ rerun_user_data() {
   exec "$0"
 }
 
+gib_of() {
+  df -BG --output=size "$1" | tail -n 1 | tr -dc '0-9'
+}
+
 phase_preflight() {
   start_phase preflight
   install_per_boot_hook
-  local root_gib
-  root_gib=$(df -BG --output=size / | tail -n 1 | tr -dc '0-9')
+  local root_gib download=$STATE_DIR/bundle.zip
+  root_gib=$(gib_of /)
   ((root_gib >= MIN_ROOT_GIB)) ||
     fail "disk too small: / has ${root_gib} GiB, the workbench needs at least ${MIN_ROOT_GIB} GiB (root_volume_gib)"
+  retry "${AWS[@]}" s3 cp --only-show-errors "$BUNDLE_URL" "$download" || fail "could not fetch the bundle $BUNDLE_URL"
+  mkdir -p "$INSTALL_DIR"
+  python3 -m zipfile -e "$download" "$INSTALL_DIR" >"$STATE_DIR/last-output" 2>&1 || fail "could not unpack the bundle"
+  # The bundle's phases: they share this script's helpers and settings.
+  # shellcheck source=assets/boot/os-release.sh
+  source "$INSTALL_DIR/boot/os-release.sh"
+  # shellcheck source=assets/boot/data-volume.sh
+  source "$INSTALL_DIR/boot/data-volume.sh"
   end_phase
 }
 
 phase_docker() {
   start_phase docker
   retry dnf install -y docker || fail "dnf could not install docker"
+  # Images, containers and volumes on the data volume; Docker never starts without it.
+  install_content "$ROOT/etc/docker/daemon.json" 0644 root:root "{\"data-root\": \"$DATA_MOUNT/docker\"}"
+  install_content "$SYSTEMD_DIR/docker.service.d/workbench-data.conf" 0644 root:root "[Unit]
+RequiresMountsFor=$DATA_MOUNT"
+  retry systemctl daemon-reload || fail "systemd could not reload its units"
   retry systemctl enable --now docker || fail "docker did not start"
   local arch sha
   arch=$(uname -m)
@@ -209,16 +231,13 @@ phase_docker() {
 
 phase_config() {
   start_phase config
-  local download=$STATE_DIR/bundle.zip secret_string derived name value
-  retry "${AWS[@]}" s3 cp --only-show-errors "$BUNDLE_URL" "$download" || fail "could not fetch the bundle $BUNDLE_URL"
-  mkdir -p "$INSTALL_DIR"
-  python3 -m zipfile -e "$download" "$INSTALL_DIR" >"$STATE_DIR/last-output" 2>&1 || fail "could not unpack the bundle"
-
+  local secret_string derived name value
   # One seed; each password and key is derived from it by the bundle's copy of
   # workbench/secrets.py. On stdin, never as an argument: any local user can read a
   # process's arguments in /proc.
   secret_string=$(retry "${AWS[@]}" secretsmanager get-secret-value --secret-id "$SECRET_ARN" \
     --query SecretString --output text) || fail "cannot read the workbench's secret $SECRET_ARN"
+  use_the_datas_seed
   derived=$(python3 "$INSTALL_DIR/boot/workbench_secrets.py" <<<"$secret_string" 2>"$STATE_DIR/last-output") ||
     fail "cannot derive the passwords and keys from $SECRET_ARN"
   while read -r name value; do
@@ -278,9 +297,13 @@ phase_coding_user() {
   start_phase coding-user
   retry dnf install -y "${CODING_TOOLS[@]}" || fail "dnf could not install ${CODING_TOOLS[*]}"
   if ! id "$CODING_USER" >/dev/null 2>&1; then
-    # No password (so no su or sudo login) and only its own group.
-    useradd --create-home --user-group --shell /bin/bash --comment "AI Coding Workbench: code-server and Cline" \
-      "$CODING_USER" >"$STATE_DIR/last-output" 2>&1 || fail "could not create the coding user $CODING_USER"
+    # No password (so no su or sudo login) and only its own group. A restored data volume
+    # already holds its home.
+    local home_flag=--create-home
+    [[ -d $ROOT/home/$CODING_USER ]] && home_flag=--no-create-home
+    useradd "$home_flag" --uid "$CODING_USER_UID" --user-group --shell /bin/bash \
+      --comment "AI Coding Workbench: code-server and Cline" "$CODING_USER" >"$STATE_DIR/last-output" 2>&1 ||
+      fail "could not create the coding user $CODING_USER"
   fi
   verify_coding_user_contained
   local home=$ROOT/home/$CODING_USER
@@ -509,8 +532,10 @@ print(json.dumps({
 run_phases() {
   PHASE_SECONDS=()
   phase_preflight
-  phase_docker
+  phase_os_release
+  phase_data_volume
   phase_config
+  phase_docker
   phase_coding_user
   phase_code_server
   phase_services

@@ -93,7 +93,7 @@ def test_root_volume_is_encrypted_gp3_of_the_configured_size(default_template: T
     default_template.has_resource_properties(
         "AWS::EC2::Instance",
         {"BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {
-            "Encrypted": True, "VolumeType": "gp3", "VolumeSize": 100, "DeleteOnTermination": True}}]},
+            "Encrypted": True, "VolumeType": "gp3", "VolumeSize": 20, "DeleteOnTermination": True}}]},
     )
 
 
@@ -285,7 +285,9 @@ def test_bedrock_access_is_scoped_to_the_configured_models(default_json):
 
 def test_instance_reads_exactly_this_workbenchs_secrets_and_bundle(default_json):
     statements = instance_policy_statements(default_json)
-    (secrets,) = [s for s in statements if s["Action"] == "secretsmanager:GetSecretValue"]
+    (secrets,) = [s for s in statements if "secretsmanager:GetSecretValue" in as_list(s["Action"])]
+    # PutSecretValue: a restored data volume's seed goes back (userdata/boot.sh, phase config).
+    assert sorted(as_list(secrets["Action"])) == ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"]
     secret_ids = set(resources(default_json, "AWS::SecretsManager::Secret"))
     assert {r["Ref"] for r in as_list(secrets["Resource"])} == secret_ids
     (bundle,) = [s for s in statements if s["Action"] == "s3:GetObject" and "cdk-" in json.dumps(s["Resource"])]
@@ -391,3 +393,63 @@ def test_several_workbenches_coexist_in_one_account_and_region():
             properties = resource.get("Properties", {})
             for key in ("RoleName", "BucketName", "GroupName", "InstanceProfileName", "Name"):
                 assert not isinstance(properties.get(key), str), resource
+
+
+def test_the_data_volume_is_encrypted_gp3_in_the_instances_zone_and_leaves_a_snapshot(default_json):
+    (volume_id, volume), = resources(default_json, "AWS::EC2::Volume").items()
+    assert volume["Properties"] == {
+        "AvailabilityZone": {"Fn::Select": [0, {"Fn::GetAZs": ""}]}, "Encrypted": True, "MultiAttachEnabled": False,
+        "Size": 60, "VolumeType": "gp3",
+        "Tags": [{"Key": "ai-workbench", "Value": "default"}, {"Key": "ai-workbench-data", "Value": "default"}]}
+    assert volume["DeletionPolicy"] == "Snapshot" and volume["UpdateReplacePolicy"] == "Snapshot"
+    instance = only(default_json, "AWS::EC2::Instance")["Properties"]
+    assert instance["AvailabilityZone"] == volume["Properties"]["AvailabilityZone"]
+    subnet = default_json["Resources"][instance["NetworkInterfaces"][0]["SubnetId"]["Ref"]]
+    assert subnet["Properties"]["AvailabilityZone"] == volume["Properties"]["AvailabilityZone"]
+    attachment = only(default_json, "AWS::EC2::VolumeAttachment")["Properties"]
+    assert attachment == {"Device": "/dev/sdf", "InstanceId": {"Ref": "WorkbenchInstance6A737DF1"},
+                          "VolumeId": {"Ref": volume_id}}
+    # The box finds the device by the volume id, and the root volume goes with the instance.
+    assert f"DATA_VOLUME_ID='\", {{\"Ref\": \"{volume_id}\"}}" in json.dumps(instance["UserData"])
+    assert default_json["Outputs"]["DataVolumeId"]["Value"] == {"Ref": volume_id}
+
+
+def test_a_restore_creates_the_data_volume_from_the_snapshot():
+    restored = template_of({"data_snapshot_id": "snap-0123456789abcdef0", "data_volume_gib": "200"}).to_json()
+    (volume,) = resources(restored, "AWS::EC2::Volume").values()
+    assert volume["Properties"]["SnapshotId"] == "snap-0123456789abcdef0"
+    assert volume["Properties"]["Size"] == 200 and volume["Properties"]["Encrypted"] is True
+
+
+def test_dlm_snapshots_the_data_volume_daily_and_keeps_the_configured_days(default_json):
+    policy = only(default_json, "AWS::DLM::LifecyclePolicy")["Properties"]
+    assert policy["State"] == "ENABLED"
+    details = policy["PolicyDetails"]
+    assert details["ResourceTypes"] == ["VOLUME"] and details["PolicyType"] == "EBS_SNAPSHOT_MANAGEMENT"
+    assert details["TargetTags"] == [{"Key": "ai-workbench-data", "Value": "default"}]
+    (schedule,) = details["Schedules"]
+    assert schedule["CreateRule"] == {"Interval": 24, "IntervalUnit": "HOURS", "Times": ["03:00"]}
+    assert schedule["RetainRule"] == {"Count": 7}
+    assert schedule["CopyTags"] is True  # so `workbench list` finds the snapshots by the ai-workbench tag
+    role = default_json["Resources"][policy["ExecutionRoleArn"]["Fn::GetAtt"][0]]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "dlm.amazonaws.com"}
+    assert json.dumps(role["ManagedPolicyArns"]).endswith(
+        ':iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole"]]}]')
+    # Only the data volume carries the tag DLM looks for.
+    tagged = [k for k, v in default_json["Resources"].items()
+              if {"Key": "ai-workbench-data", "Value": "default"} in v.get("Properties", {}).get("Tags", [])]
+    assert tagged == list(resources(default_json, "AWS::EC2::Volume"))
+
+
+def test_retention_days_set_the_count_and_zero_turns_scheduled_snapshots_off():
+    assert only(template_of({"snapshot_retention_days": "30"}).to_json(), "AWS::DLM::LifecyclePolicy")[
+        "Properties"]["PolicyDetails"]["Schedules"][0]["RetainRule"] == {"Count": 30}
+    off = template_of({"snapshot_retention_days": "0"}).to_json()
+    assert resources(off, "AWS::DLM::LifecyclePolicy") == {}
+    assert not [r for r in resources(off, "AWS::IAM::Role").values()
+                if "dlm.amazonaws.com" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])]
+
+
+def test_the_pinned_amazon_linux_release_reaches_the_box(default_json):
+    user_data = json.dumps(only(default_json, "AWS::EC2::Instance")["Properties"]["UserData"])
+    assert "AMAZON_LINUX_RELEASE=2023.12.20260930" in user_data

