@@ -18,7 +18,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
 help:
 	@echo "make deploy         deploy to the AWS account of your current credentials"
-	@echo "make destroy        remove the workbench"
+	@echo "make destroy        remove the workbench, keeping its data in a snapshot"
 	@echo "make synth          synthesize the CloudFormation template (no AWS access needed)"
 	@echo "make render OUT=dir write the file bundle the instance receives, for review"
 	@echo "make test           the lint and type gate, then every test"
@@ -75,8 +75,9 @@ render: install
 deploy: install
 	ALLOW_DATA_LOSS=$(ALLOW_DATA_LOSS) $(BIN)/python -m workbench.deploy $(CDK_ARGS)
 
+# Stops the box, destroys the stack and names the snapshot its data volume leaves (workbench/destroy.py).
 destroy: install
-	$(CDK) destroy --force $(CDK_ARGS)
+	$(BIN)/python -m workbench.destroy $(CDK_ARGS)
 
 deploy-local: install
 	$(BIN)/python -m tools.local_aws.deploy deploy

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import boto3
 import botocore.exceptions
 
-from workbench import contract
+from workbench import contract, snapshots
 from workbench.secrets import seed_of
 from workbench.settings import Model, stack_name_for
 
@@ -95,6 +95,12 @@ class WorkbenchAws:
             token = page.get("NextToken")
             if not token:
                 return sorted(found)
+
+    def data_snapshots(self) -> list[snapshots.DataSnapshot]:
+        try:
+            return snapshots.of_workbenches(self.session.client("ec2"))
+        except botocore.exceptions.NoCredentialsError as error:
+            raise WorkbenchError("no AWS credentials: run `aws configure` or set AWS_PROFILE") from error
 
     def instance_state(self, instance_id: str) -> str:
         try:

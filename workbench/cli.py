@@ -118,6 +118,14 @@ def cmd_list(aws: WorkbenchAws, args) -> int:
         say(f"no workbench deployed in {aws.region}")
     for name, status in found:
         say(f"{name:<26} {status}")
+    deployed = {name for name, _ in found}
+    kept = [snapshot for snapshot in aws.data_snapshots() if snapshot.workbench not in deployed]
+    if kept:
+        say("")
+        say("Data snapshots of destroyed workbenches (restore: make deploy CDK_ARGS='-c name=NAME "
+            "-c data_snapshot_id=SNAPSHOT'):")
+        for snapshot in kept:
+            say(snapshot.line())
     return 0
 
 

@@ -7,10 +7,12 @@
    CDK CLI and boto3 the same profile and region.
 3. `cdk bootstrap`, then `cdk deploy --method=prepare-change-set`: CloudFormation says what the
    deploy would do, and nothing is changed yet.
-4. Refuse the change set if it would replace the instance (its volume holds the Langfuse and
-   LiteLLM databases), replace the blob bucket, or change a secret (Langfuse and LiteLLM
-   encrypt stored data with them) — typical causes are a lost cdk.context.json (a newer
-   image), a changed `vpc`, or an edited secret definition — unless ALLOW_DATA_LOSS=1.
+4. Refuse the change set if it would replace the instance or the data volume (which holds the
+   Langfuse and LiteLLM databases and is attached to that one instance), replace the blob
+   bucket, or change the secret (Langfuse and LiteLLM encrypt stored data with it) — typical
+   causes are a lost cdk.context.json (a newer image), a changed `vpc` or `data_snapshot_id`,
+   or an edited secret definition — unless ALLOW_DATA_LOSS=1. The way to a new instance that
+   keeps the data is `make destroy` and a deploy with `-c data_snapshot_id=` (README).
 5. Execute that very change set and follow the stack's events until it settles: a failed boot
    shows up as the wait condition's reason, and the deploy fails with it.
 
@@ -159,7 +161,7 @@ def dangerous_changes(changes: list[dict]) -> list[str]:
                          for d in resource.get("Details", []) if d.get("Target")} - {None})
         because = f" (because of {', '.join(causes)})" if causes else ""
         replaced = action == "Remove" or resource.get("Replacement") in REPLACING
-        if kind in ("AWS::EC2::Instance", "AWS::S3::Bucket") and replaced:
+        if kind in ("AWS::EC2::Instance", "AWS::S3::Bucket", "AWS::EC2::Volume") and replaced:
             found.append(f"{kind} {logical_id} would be {'removed' if action == 'Remove' else 'replaced'}{because}")
         elif kind == "AWS::SecretsManager::Secret" and action in ("Modify", "Remove"):
             found.append(f"secret {logical_id} would be {'removed' if action == 'Remove' else 'changed'}{because}")
@@ -260,7 +262,9 @@ def deploy(argv: list[str], say=print) -> int:
         say(f"deploy: not deploying {stack_name}: this update would lose the workbench's data:")
         for danger in dangers:
             say(f"  - {danger}")
-        say("If that is what you want, run again with ALLOW_DATA_LOSS=1 (e.g. make deploy ALLOW_DATA_LOSS=1).")
+        say("To move the data to a new instance, run `make destroy` (it keeps the data in a snapshot and names it), "
+            "then `make deploy CDK_ARGS='-c data_snapshot_id=snap-…'`.")
+        say("If losing it is what you want, run again with ALLOW_DATA_LOSS=1 (e.g. make deploy ALLOW_DATA_LOSS=1).")
         return 1
     if dangers:
         say("deploy: ALLOW_DATA_LOSS=1, going ahead although: " + "; ".join(dangers))

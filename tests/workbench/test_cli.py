@@ -114,6 +114,31 @@ def test_list_shows_the_workbenches_in_the_region(aws_env, capsys):
     assert [line.split() for line in out.splitlines()] == [["alice", "CREATE_COMPLETE"], ["bob", "CREATE_COMPLETE"]]
 
 
+def test_list_shows_the_data_snapshots_of_destroyed_workbenches(aws_env, capsys):
+    deploy_fake_workbench("alice")
+    ec2 = boto3.client("ec2", region_name=REGION)
+    volume = ec2.create_volume(Size=60, AvailabilityZone=f"{REGION}a")["VolumeId"]
+
+    def snapshot(workbench: str, kind: str | None) -> str:
+        tags = [{"Key": "ai-workbench", "Value": workbench}] + (
+            [{"Key": "ai-workbench-snapshot", "Value": kind}] if kind else [])
+        return ec2.create_snapshot(VolumeId=volume, TagSpecifications=[
+            {"ResourceType": "snapshot", "Tags": tags}])["SnapshotId"]
+
+    snapshot("alice", None)  # a daily snapshot of a workbench that still exists: not listed
+    carol_daily = snapshot("carol", None)
+    carol_final = snapshot("carol", "final")
+    ec2.create_snapshot(VolumeId=volume)  # not a workbench's
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[:3] == ["alice" + " " * 21 + " CREATE_COMPLETE", "",
+                         "Data snapshots of destroyed workbenches (restore: make deploy CDK_ARGS='-c name=NAME "
+                         "-c data_snapshot_id=SNAPSHOT'):"]
+    assert [line.split()[:2] + line.split()[-2:] for line in lines[3:]] == [
+        ["carol", carol_final, "final", "completed"], ["carol", carol_daily, "daily", "completed"]]
+
+
 def test_credentials_print_logins_keys_and_cline_settings(aws_env, capsys):
     deploy_fake_workbench("alice")
     code, out, _ = run(capsys, "credentials", "alice")

@@ -41,13 +41,21 @@ def test_replacing_the_instance_or_bucket_or_touching_a_secret_is_dangerous():
         change("AWS::SecretsManager::Secret", "SecretsLangfuseEncryptionKeyFF5B66FD",
                causes=["GenerateSecretString"]),
         change("AWS::EC2::Instance", "Other", replacement="Conditional", causes=["SubnetId"]),
+        change("AWS::EC2::Volume", "DataVolumeEA7C7310", replacement="True", causes=["SnapshotId"]),
+        change("AWS::EC2::Volume", "DataVolumeEA7C7310", action="Remove"),
     ]
     assert deploy.dangerous_changes(changes) == [
         "AWS::EC2::Instance WorkbenchInstance6A737DF1 would be replaced (because of ImageId)",
         "AWS::S3::Bucket BlobStorageBucket73980108 would be removed",
         "secret SecretsLangfuseEncryptionKeyFF5B66FD would be changed (because of GenerateSecretString)",
         "AWS::EC2::Instance Other would be replaced (because of SubnetId)",
+        "AWS::EC2::Volume DataVolumeEA7C7310 would be replaced (because of SnapshotId)",
+        "AWS::EC2::Volume DataVolumeEA7C7310 would be removed",
     ]
+
+
+def test_a_growing_data_volume_is_harmless():
+    assert deploy.dangerous_changes([change("AWS::EC2::Volume", "DataVolumeEA7C7310", causes=["Size"])]) == []
 
 
 @pytest.mark.parametrize("argv, context, profile, no_rollback, flags", [
@@ -158,6 +166,8 @@ def test_data_loss_discards_the_change_set_unless_allowed(cdk_in_moto, monkeypat
     assert deploy.deploy(["-c", "name=bob"], said.append) == 1
     assert "deploy: not deploying ai-workbench-bob: this update would lose the workbench's data:" in said
     assert "  - AWS::EC2::Instance I would be replaced (because of ImageId)" in said
+    assert ("To move the data to a new instance, run `make destroy` (it keeps the data in a snapshot and names it), "
+            "then `make deploy CDK_ARGS='-c data_snapshot_id=snap-…'`.") in said
     cloudformation = boto3.client("cloudformation", region_name="us-east-1")
     assert [s["StackName"] for s in cloudformation.list_stacks()["StackSummaries"]
             if s["StackStatus"] != "DELETE_COMPLETE"] == []  # the never-executed first deploy is gone too

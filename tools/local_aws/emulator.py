@@ -14,7 +14,12 @@ in the emulator only — nothing here changes what real users deploy:
 - AWS::SecretsManager::Secret, which moto's CloudFormation does not support at all: created
   (GenerateSecretString honoured) and deleted through moto's Secrets Manager;
 - the wait condition completes at once (no instance boots in an emulator) with Data saying so,
-  where moto has no model for it and so cannot resolve the BootReport output.
+  where moto has no model for it and so cannot resolve the BootReport output;
+- AWS::EC2::Volume honours SnapshotId, Encrypted, VolumeType and Tags (moto reads only Size and
+  AvailabilityZone), a volume attachment is detached on delete, and a volume whose
+  DeletionPolicy is Snapshot is snapshotted before it is deleted, as CloudFormation does;
+- AWS::DLM::LifecyclePolicy, which moto lacks (it has no Data Lifecycle Manager), is accepted
+  and does nothing: no time passes in the emulator for a schedule to fire.
 
 Run: python -m tools.local_aws.emulator PORT
 """
@@ -27,7 +32,9 @@ from typing import Any
 
 from moto.cloudformation import custom_model, parsing
 from moto.core.common_models import CloudFormationModel
+from moto.cloudformation.parsing import ResourceMap
 from moto.ec2.models import ec2_backends
+from moto.ec2.models.elastic_block_store import Volume, VolumeAttachment
 from moto.ec2.models.instances import Instance, MetadataOptions
 from moto.ec2.models.internet_gateways import InternetGateway
 from moto.ec2.models.route_tables import Route, RouteTable
@@ -193,6 +200,68 @@ class EmulatedSecret(CloudFormationModel):
         return self.arn
 
 
+def _create_volume(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs) -> Volume:
+    properties = cloudformation_json["Properties"]
+    backend = _ec2(account_id, region_name)
+    volume = backend.create_volume(
+        size=properties.get("Size"), zone_name=properties["AvailabilityZone"],
+        snapshot_id=properties.get("SnapshotId"), encrypted=properties.get("Encrypted", False),
+        volume_type=properties.get("VolumeType"), iops=properties.get("Iops"),
+        throughput=properties.get("Throughput"),
+    )
+    tags = {tag["Key"]: tag["Value"] for tag in properties.get("Tags", [])}
+    if tags:
+        backend.create_tags([volume.id], tags)
+    return volume
+
+
+def _delete_volume(self: Volume, account_id: str, region: str) -> None:
+    _ec2(account_id, region).delete_volume(self.id)
+
+
+def _delete_attachment(self: VolumeAttachment, account_id: str, region: str) -> None:
+    if self.volume.attachment is self:
+        _ec2(account_id, region).detach_volume(self.volume.id, self.instance.id, self.device)
+
+
+def _patch_snapshot_on_delete() -> None:
+    original = ResourceMap._delete_resource
+
+    def delete_resource(self, parsed_resource, resource_json):
+        if isinstance(parsed_resource, Volume) and resource_json.get("DeletionPolicy") == "Snapshot":
+            _ec2(self._account_id, self._region_name).create_snapshot(
+                parsed_resource.id, f"Created by CloudFormation for stack deletion of {self.stack_id}")
+        original(self, parsed_resource, resource_json)
+
+    ResourceMap._delete_resource = delete_resource
+
+
+class EmulatedLifecyclePolicy(CloudFormationModel):
+    __module__ = "moto.dlm.emulated"
+
+    def __init__(self, name: str):
+        self.name = name
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::DLM::LifecyclePolicy"
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        return cls(resource_name)
+
+    def delete(self, account_id: str, region: str) -> None:
+        """Nothing to remove: the policy exists only as this resource."""
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+
 def apply_patches() -> None:
     parsing.NULL_MODELS.remove(EmulatedWaitCondition.cloudformation_type())
     parsing.get_model_map.cache_clear()
@@ -204,6 +273,10 @@ def apply_patches() -> None:
     custom_model.CustomModel.create_from_cloudformation_json = classmethod(_create_custom_resource)
     _patch_role_creation()
     _patch_instance_creation()
+    Volume.create_from_cloudformation_json = classmethod(_create_volume)
+    Volume.delete = _delete_volume
+    VolumeAttachment.delete = _delete_attachment
+    _patch_snapshot_on_delete()
 
 
 if __name__ == "__main__":

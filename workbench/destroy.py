@@ -1,0 +1,72 @@
+"""`make destroy`: remove a workbench and say where its data went.
+
+1. Read the stack's outputs: its instance and data volume.
+2. Stop the instance and wait until it has stopped, so Postgres, ClickHouse and Redis shut down
+   cleanly and the snapshot below holds a consistent file system.
+3. `cdk destroy --force`: the data volume's DeletionPolicy Snapshot makes CloudFormation
+   snapshot it before deleting it.
+4. Tag that snapshot (ai-workbench: <name>, ai-workbench-snapshot: final) and print it with
+   the commands that restore it or delete it. `workbench list` shows it from then on.
+
+Run: python -m workbench.destroy [-c KEY=VALUE]... [--profile NAME]
+"""
+
+from __future__ import annotations
+
+import sys
+
+import botocore.exceptions
+
+from workbench import contract, snapshots
+from workbench import settings as workbench_settings
+from workbench.deploy import CdkArgs, DeployError, Target, parse_cdk_args
+
+
+def stop_for_snapshot(ec2, instance_id: str, say=print) -> None:
+    """Stops the instance (a no-op when it is stopped) and waits until it is."""
+    say(f"destroy: stopping {instance_id} so its data volume is snapshotted with every service shut down")
+    ec2.stop_instances(InstanceIds=[instance_id])
+    ec2.get_waiter("instance_stopped").wait(InstanceIds=[instance_id], WaiterConfig={"Delay": 5, "MaxAttempts": 120})
+
+
+def report(snapshot: snapshots.DataSnapshot | None, name: str, volume_id: str, say=print) -> None:
+    if snapshot is None:
+        say(f"destroy: no snapshot of the data volume {volume_id} was found; CloudFormation's stack events say why")
+        return
+    cost = snapshot.volume_gib * snapshots.USD_PER_GIB_MONTH
+    say(f"destroy: the data is kept in snapshot {snapshot.snapshot_id} ({snapshot.state}; at most USD {cost:.2f} "
+        f"a month for {snapshot.volume_gib} GiB, less for a volume that is not full)")
+    say(f"  restore it: make deploy CDK_ARGS='-c name={name} -c data_snapshot_id={snapshot.snapshot_id}'")
+    say(f"  delete it:  aws ec2 delete-snapshot --snapshot-id {snapshot.snapshot_id}")
+
+
+def destroy(argv: list[str], say=print) -> int:
+    args: CdkArgs = parse_cdk_args(argv)
+    name = workbench_settings.load(overrides=args.context).name
+    stack_name = workbench_settings.stack_name_for(name)
+    target = Target.resolve(args.profile)
+    try:
+        (stack,) = target.cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except botocore.exceptions.ClientError as error:
+        if "does not exist" in str(error):
+            say(f"destroy: there is no {stack_name} in account {target.account}, region {target.region}")
+            return 0
+        raise
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    ec2 = target.session.client("ec2")
+    if contract.INSTANCE_ID in outputs:
+        stop_for_snapshot(ec2, outputs[contract.INSTANCE_ID], say)
+    target.cdk("destroy", stack_name, "--force", *args.for_cdk())
+    volume_id = outputs.get(contract.DATA_VOLUME_ID)
+    if volume_id:
+        report(snapshots.mark_final(ec2, name, volume_id), name, volume_id, say)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(destroy(sys.argv[1:]))
+    except workbench_settings.SettingsError as error:
+        sys.exit(f"workbench settings: {error}")
+    except DeployError as error:
+        sys.exit(f"destroy: {error}")
