@@ -7,7 +7,8 @@ destroy: the emulator keeps no state once stopped (and replaying its request log
 change-set ids), so it starts a fresh one, brings the deployment back with the same real
 bootstrap and deploy, then runs the real `cdk destroy`, checks that nothing of the workbench
 is left, and stops the emulator.
-round trip (what `make test` runs): one emulator, deploy, checks, destroy, checks.
+round trip (what `make test` runs): one emulator: deploy, checks, destroy (which leaves a snapshot
+of the data volume), a restore deploy from that snapshot, checks, destroy, checks.
 
 Nothing here needs an AWS account: credentials are fixed dummies and every call goes to
 http://localhost:PORT (not 127.0.0.1: with an IP, moto reads the bucket name from the host).
@@ -31,7 +32,9 @@ from pathlib import Path
 
 import boto3
 
+from workbench import contract, snapshots
 from workbench import settings as workbench_settings
+from workbench.destroy import stop_for_snapshot
 from workbench.secrets import SEED_KEY, seed_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,7 +127,7 @@ def check(condition: bool, what: str) -> None:
         raise LocalDeployError(f"check failed: {what}")
 
 
-def verify_deployed(endpoint: str, stack_name: str) -> dict[str, str]:
+def verify_deployed(endpoint: str, stack_name: str, from_snapshot: str | None = None) -> dict[str, str]:
     client = clients(endpoint)
     stack = client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
@@ -169,6 +172,14 @@ def verify_deployed(endpoint: str, stack_name: str) -> dict[str, str]:
     secret_string = client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
     check(set(json.loads(secret_string)) == {SEED_KEY} and bool(seed_of(secret_string)),
           f"one secret, {secret_arn.split(':')[-1]}, holding a generated seed")
+    (volume,) = ec2.describe_volumes(VolumeIds=[outputs[contract.DATA_VOLUME_ID]])["Volumes"]
+    check(volume["Encrypted"] and volume["VolumeType"] == "gp3" and volume["Size"] == 60,
+          f"data volume {volume['VolumeId']}: encrypted gp3, 60 GiB")
+    check([(a["InstanceId"], a["Device"]) for a in volume["Attachments"]] == [(instance["InstanceId"], "/dev/sdf")]
+          and volume["AvailabilityZone"] == instance["Placement"]["AvailabilityZone"],
+          "data volume attached to the instance at /dev/sdf, in its zone")
+    check(volume.get("SnapshotId") == from_snapshot,
+          f"data volume created from {from_snapshot}" if from_snapshot else "data volume created blank")
     bucket, key = bundle_location(ec2, instance["InstanceId"])
     check(client("s3").head_object(Bucket=bucket, Key=key)["ContentLength"] > 0, f"bundle asset s3://{bucket}/{key}")
     return outputs
@@ -185,9 +196,13 @@ def bundle_location(ec2, instance_id: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
-def verify_destroyed(endpoint: str, stack_name: str) -> None:
+def verify_destroyed(endpoint: str, stack_name: str, volume_id: str, snapshot: snapshots.DataSnapshot | None) -> None:
     client = clients(endpoint)
-    print("Checking that nothing of the workbench is left:")
+    print("Checking that nothing of the workbench is left but its data's snapshot:")
+    check(snapshot is not None and snapshot.state == "completed" and snapshot.kind == snapshots.FINAL,
+          f"the data volume left snapshot {snapshot.snapshot_id if snapshot else '(none)'}, tagged as the final one")
+    check(not client("ec2").describe_volumes(Filters=[{"Name": "volume-id", "Values": [volume_id]}])["Volumes"],
+          f"data volume {volume_id} gone")
     names = [s["StackName"] for s in client("cloudformation").list_stacks()["StackSummaries"]
              if s["StackStatus"] != "DELETE_COMPLETE"]
     check(stack_name not in names, f"stack {stack_name} gone")
@@ -213,15 +228,24 @@ def verify_destroyed(endpoint: str, stack_name: str) -> None:
     check(roles == [], "no role of the workbench left")
 
 
-def deploy_into(endpoint: str, stack_name: str) -> dict[str, str]:
+def deploy_into(endpoint: str, stack_name: str, from_snapshot: str | None = None) -> dict[str, str]:
     cdk(endpoint, "bootstrap", f"aws://{ACCOUNT}/{REGION}")
-    cdk(endpoint, "deploy", "--require-approval", "never", "--method=direct", "--outputs-file", str(OUTPUTS))
-    return verify_deployed(endpoint, stack_name)
+    restore = ["--context", f"data_snapshot_id={from_snapshot}"] if from_snapshot else []
+    cdk(endpoint, "deploy", "--require-approval", "never", "--method=direct", "--outputs-file", str(OUTPUTS),
+        *restore)
+    return verify_deployed(endpoint, stack_name, from_snapshot)
 
 
-def destroy_from(endpoint: str, stack_name: str) -> None:
+def destroy_from(endpoint: str, stack_name: str, outputs: dict[str, str]) -> snapshots.DataSnapshot:
+    """What `make destroy` does (workbench/destroy.py): stop, `cdk destroy`, name the snapshot."""
+    ec2 = clients(endpoint)("ec2")
+    stop_for_snapshot(ec2, outputs[contract.INSTANCE_ID])
     cdk(endpoint, "destroy", "--force")
-    verify_destroyed(endpoint, stack_name)
+    volume_id = outputs[contract.DATA_VOLUME_ID]
+    snapshot = snapshots.mark_final(ec2, workbench_settings.load().name, volume_id)
+    verify_destroyed(endpoint, stack_name, volume_id, snapshot)
+    assert snapshot is not None  # verify_destroyed checked it
+    return snapshot
 
 
 def deploy() -> None:
@@ -242,19 +266,20 @@ def destroy() -> None:
     started = time.monotonic()
     with context_file_untouched(), emulator() as endpoint:
         print("The emulator kept no state: deploying again to bring the workbench back before destroying it.")
-        deploy_into(endpoint, stack_name)
-        destroy_from(endpoint, stack_name)
+        snapshot = destroy_from(endpoint, stack_name, deploy_into(endpoint, stack_name))
+        print(f"The data volume's snapshot: {snapshot.snapshot_id} (it goes with the emulator)")
     shutil.rmtree(STATE_DIR)
     print(f"\nDestroyed {stack_name} in the local emulator in {time.monotonic() - started:.0f} s.")
 
 
 def round_trip() -> float:
-    """Deploy and destroy in one emulator; returns the seconds it took."""
+    """Deploy, destroy, restore from the snapshot and destroy again in one emulator; returns the seconds it took."""
     stack_name = workbench_settings.load().stack_name
     started = time.monotonic()
     with context_file_untouched(), emulator() as endpoint:
-        deploy_into(endpoint, stack_name)
-        destroy_from(endpoint, stack_name)
+        snapshot = destroy_from(endpoint, stack_name, deploy_into(endpoint, stack_name))
+        print(f"Restoring from {snapshot.snapshot_id}:")
+        destroy_from(endpoint, stack_name, deploy_into(endpoint, stack_name, from_snapshot=snapshot.snapshot_id))
     return time.monotonic() - started
 
 
