@@ -31,8 +31,8 @@ import sys
 from typing import Any
 
 from moto.cloudformation import custom_model, parsing
-from moto.core.common_models import CloudFormationModel
 from moto.cloudformation.parsing import ResourceMap
+from moto.core.common_models import CloudFormationModel
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.elastic_block_store import Volume, VolumeAttachment
 from moto.ec2.models.instances import Instance, MetadataOptions
