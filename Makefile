@@ -77,7 +77,7 @@ deploy: install
 
 # Stops the box, destroys the stack and names the snapshot its data volume leaves (workbench/destroy.py).
 destroy: install
-	$(BIN)/python -m workbench.destroy $(CDK_ARGS)
+	ALLOW_DATA_LOSS=$(ALLOW_DATA_LOSS) $(BIN)/python -m workbench.destroy $(CDK_ARGS)
 
 deploy-local: install
 	$(BIN)/python -m tools.local_aws.deploy deploy

@@ -244,6 +244,7 @@ phase_config() {
     printf -v "$name" '%s' "$value"
   done <<<"$derived"
 
+  retry bash "$INSTALL_DIR/boot/blob-mirror.sh" restore || fail "could not restore Langfuse's media into $BLOB_BUCKET"
   local template
   for template in "$INSTALL_DIR"/env/*.env; do
     install_content "$ENV_DIR/$(basename "$template")" 0600 root:root "$(render "$template")"

@@ -130,8 +130,10 @@ class WorkbenchAws:
         except ValueError as error:
             raise WorkbenchError(f"{arn}: {error}; was it changed by hand? Redeploy a new workbench") from error
 
-    def run_shell(self, instance_id: str, script: str, timeout_seconds: int = 60) -> str:
-        """Runs a shell script on the box through SSM Run Command; returns its standard output."""
+    def run_shell(self, instance_id: str, script: str, timeout_seconds: int = 60, check: bool = False) -> str:
+        """Runs a shell script on the box through SSM Run Command; returns its standard output.
+
+        With check, a script that failed raises WorkbenchError with the end of its error output."""
         command_id = self._call(
             "ssm", "send_command", InstanceIds=[instance_id], DocumentName="AWS-RunShellScript",
             Parameters={"commands": [script]}, TimeoutSeconds=timeout_seconds,
@@ -144,6 +146,10 @@ class WorkbenchAws:
                 if "InvocationDoesNotExist" not in str(error):
                     raise
                 invocation = {"Status": "Pending"}
+            if check and invocation["Status"] == "Failed":
+                error_output = invocation.get("StandardErrorContent", "").strip().splitlines()
+                raise WorkbenchError(f"`{script}` failed on {instance_id}: "
+                                     f"{error_output[-1] if error_output else 'no error output'}")
             if invocation["Status"] in ("Success", "Failed"):
                 return invocation.get("StandardOutputContent", "")
             if invocation["Status"] not in ("Pending", "InProgress", "Delayed") or time.monotonic() > deadline:

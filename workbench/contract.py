@@ -10,6 +10,9 @@ SERVICE_PORTS = {"Langfuse": 3000, "LiteLLM": 4000, "VS Code": 8080}
 
 # Where the user data installs the boot script; `workbench status` and `logs` run it through SSM.
 BOOT_SCRIPT_ON_BOX = "/usr/local/sbin/workbench-boot"
+# Copies Langfuse's media and exports from the blob bucket onto the data volume (`make destroy`
+# runs it through SSM before it stops the box); from the bundle, assets/boot/blob-mirror.sh.
+SAVE_BLOBS_ON_BOX = "bash /opt/workbench/boot/blob-mirror.sh save"
 
 # Stack output names.
 INSTANCE_ID = "InstanceId"

@@ -1,11 +1,15 @@
 """`make destroy`: remove a workbench and say where its data went.
 
 1. Read the stack's outputs: its instance and data volume.
-2. Stop the instance and wait until it has stopped, so Postgres, ClickHouse and Redis shut down
+2. On a running box, copy Langfuse's media and exports from the blob bucket (which the destroy
+   deletes) onto the data volume, through SSM Run Command (assets/boot/blob-mirror.sh). A box
+   that is stopped did that before its idle stop. If it fails, nothing is destroyed, unless
+   ALLOW_DATA_LOSS=1.
+3. Stop the instance and wait until it has stopped, so Postgres, ClickHouse and Redis shut down
    cleanly and the snapshot below holds a consistent file system.
-3. `cdk destroy --force`: the data volume's DeletionPolicy Snapshot makes CloudFormation
+4. `cdk destroy --force`: the data volume's DeletionPolicy Snapshot makes CloudFormation
    snapshot it before deleting it.
-4. Tag that snapshot (ai-workbench: <name>, ai-workbench-snapshot: final) and print it with
+5. Tag that snapshot (ai-workbench: <name>, ai-workbench-snapshot: final) and print it with
    the commands that restore it or delete it. `workbench list` shows it from then on.
 
 Run: python -m workbench.destroy [-c KEY=VALUE]... [--profile NAME]
@@ -13,13 +17,36 @@ Run: python -m workbench.destroy [-c KEY=VALUE]... [--profile NAME]
 
 from __future__ import annotations
 
+import os
 import sys
 
 import botocore.exceptions
 
 from workbench import contract, snapshots
 from workbench import settings as workbench_settings
+from workbench.aws import WorkbenchAws, WorkbenchError
 from workbench.deploy import CdkArgs, DeployError, Target, parse_cdk_args
+
+SAVE_TIMEOUT_SECONDS = 900
+
+
+def save_blobs(target: Target, instance_id: str, say=print) -> None:
+    """Langfuse's media and exports onto the data volume, so the snapshot holds them."""
+    ec2 = target.session.client("ec2")
+    (reservation,) = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+    if reservation["Instances"][0]["State"]["Name"] != "running":
+        return  # its idle stop saved them; a box stopped by hand since then has added none
+    box = WorkbenchAws(region=target.region, profile=target.profile)
+    try:
+        if box.ssm_ping(instance_id) != "Online":
+            raise WorkbenchError(f"{instance_id} is running but not reachable through SSM")
+        said = box.run_shell(instance_id, contract.SAVE_BLOBS_ON_BOX, SAVE_TIMEOUT_SECONDS, check=True).strip()
+        say(f"destroy: {said or 'copied Langfuse media and exports to the data volume'}")
+    except WorkbenchError as error:
+        if os.environ.get("ALLOW_DATA_LOSS") != "1":
+            raise DeployError(f"could not copy Langfuse's media and exports to the data volume ({error}); nothing "
+                              "was destroyed. Destroying anyway loses them: make destroy ALLOW_DATA_LOSS=1") from error
+        say(f"destroy: ALLOW_DATA_LOSS=1, going ahead without Langfuse's latest media: {error}")
 
 
 def stop_for_snapshot(ec2, instance_id: str, say=print) -> None:
@@ -55,6 +82,7 @@ def destroy(argv: list[str], say=print) -> int:
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     ec2 = target.session.client("ec2")
     if contract.INSTANCE_ID in outputs:
+        save_blobs(target, outputs[contract.INSTANCE_ID], say)
         stop_for_snapshot(ec2, outputs[contract.INSTANCE_ID], say)
     target.cdk("destroy", stack_name, "--force", *args.for_cdk())
     volume_id = outputs.get(contract.DATA_VOLUME_ID)

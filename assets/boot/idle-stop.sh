@@ -61,6 +61,10 @@ main() {
   echo "idle-stop now (unused for $(((now - last) / 60)) min; last use: $what)"
   if [[ $act == check ]]; then
     log "nobody has used the box for $(((now - last) / 60)) min (idle_stop_minutes $MINUTES): stopping it"
+    # So a snapshot taken while it is stopped holds Langfuse's latest media too; bounded, and
+    # never a reason to keep a forgotten box running.
+    timeout 600 bash "$INSTALL_DIR/boot/blob-mirror.sh" save >>"$LOG_FILE" 2>&1 ||
+      log "could not copy Langfuse's media to the data volume; stopping anyway"
     systemctl poweroff
   fi
 }

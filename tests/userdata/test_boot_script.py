@@ -724,3 +724,43 @@ def test_a_box_newer_than_the_pin_is_not_downgraded(sandbox):
     assert result.returncode == 0
     assert sandbox.calls_of("dnf upgrade") == []
     assert "Amazon Linux 2023.13.20270104 is newer than the pinned 2023.12.20260930" in result.stdout + result.stderr
+
+
+def blob_mirror(box: Sandbox, action: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(box.root / "opt/workbench/boot/blob-mirror.sh"), action], env=box.env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_langfuses_media_reach_a_restored_workbenchs_new_bucket(booted_box, tmp_path_factory, bundle_zip):
+    box, _ = booted_box
+    media = box.state / "s3/alice-blob-bucket/media/project-1/image.png"
+    media.parent.mkdir(parents=True)
+    media.write_bytes(b"\x89PNG screenshot")
+    saved = blob_mirror(box, "save")  # what an idle stop and `make destroy` run
+    assert saved.returncode == 0, saved.stderr
+    mirror = box.root / "var/lib/workbench-data/blob"
+    assert (mirror / "media/project-1/image.png").read_bytes() == b"\x89PNG screenshot"
+    assert stat.S_IMODE(mirror.stat().st_mode) == 0o700
+    assert box.run().returncode == 0  # a reboot of the same workbench uploads nothing
+    assert not [c for c in box.calls_of("aws") if c.endswith("s3://alice-blob-bucket/media/")]
+
+    # The snapshot's data volume on a new workbench, whose new bucket is empty.
+    restored = Sandbox(tmp_path_factory.mktemp("restored"), bundle_zip)
+    shutil.copytree(mirror, restored.root / "var/lib/workbench-data/blob")
+    (restored.state / f"fs-{DATA_DEVICE}").write_text("xfs\n")
+    restored.write_deployment(BLOB_BUCKET="alice-new-bucket")
+    assert restored.run().returncode == 0
+    assert (restored.state / "s3/alice-new-bucket/media/project-1/image.png").read_bytes() == b"\x89PNG screenshot"
+    uploads = [c for c in restored.calls_of("aws") if "s3://alice-new-bucket/" in c]
+    assert len(uploads) == 2  # media and exports, once
+    assert restored.run().returncode == 0
+    assert len([c for c in restored.calls_of("aws") if "s3://alice-new-bucket/" in c]) == 2
+
+
+def test_an_idle_stop_saves_langfuses_media_before_powering_off(booted_box):
+    box, _ = booted_box
+    (box.root / "var/lib/workbench/last-use").write_text(f"{int(time.time()) - 61 * 60} the boot\n")
+    idle(box, "check")
+    calls = calls_in_order(box)
+    assert first_call(calls, "s3 sync --only-show-errors s3://alice-blob-bucket/media/") < first_call(
+        calls, "systemctl poweroff")

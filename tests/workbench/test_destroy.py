@@ -13,7 +13,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from workbench import destroy, snapshots
+from workbench import contract, destroy, snapshots
+from workbench.aws import WorkbenchAws, WorkbenchError
 
 REGION = "eu-west-1"
 
@@ -46,6 +47,22 @@ def deploy_fake_workbench(ec2, name: str) -> tuple[str, str]:
 
 
 @pytest.fixture
+def box(monkeypatch):
+    """The box as SSM sees it: moto does not register EC2 instances with SSM, so the agent's
+    ping is Online here; the command itself goes through moto's Run Command."""
+    sent = []
+    original = WorkbenchAws.run_shell
+    monkeypatch.setattr(WorkbenchAws, "ssm_ping", lambda self, instance_id: "Online")
+
+    def run_shell(self, instance_id, script, timeout_seconds=60, check=False):
+        sent.append((script, check))
+        return original(self, instance_id, script, timeout_seconds, check)
+
+    monkeypatch.setattr(WorkbenchAws, "run_shell", run_shell)
+    return sent
+
+
+@pytest.fixture
 def cloudformation_destroy(monkeypatch):
     """What `cdk destroy` makes CloudFormation do to this stack, recorded with the instance's state."""
     seen = []
@@ -67,10 +84,13 @@ def cloudformation_destroy(monkeypatch):
     return seen
 
 
-def test_destroy_stops_the_box_first_and_names_the_snapshot_the_data_is_kept_in(aws, cloudformation_destroy):
+def test_destroy_saves_the_media_stops_the_box_and_names_the_snapshot_the_data_is_kept_in(
+        aws, box, cloudformation_destroy):
     _, volume = deploy_fake_workbench(aws, "alice")
     said = []
     assert destroy.destroy(["-c", "name=alice"], said.append) == 0
+    assert box == [(contract.SAVE_BLOBS_ON_BOX, True)]
+    assert said[0] == "destroy: copied Langfuse media and exports to the data volume"
     ((args, state_at_destroy),) = cloudformation_destroy
     assert args == ("destroy", "ai-workbench-alice", "--force", "--context", "name=alice")
     assert state_at_destroy == "stopped"
@@ -96,6 +116,36 @@ def test_the_newest_snapshot_of_the_volume_is_the_final_one(aws):
     assert snapshots.mark_final(aws, "bob", volume).snapshot_id == final
     kinds = {s.snapshot_id: s.kind for s in snapshots.of_workbenches(aws)}
     assert kinds == {final: "final", daily: "daily"}
+
+
+def test_if_the_media_cannot_be_saved_nothing_is_destroyed_unless_allowed(aws, monkeypatch, cloudformation_destroy):
+    deploy_fake_workbench(aws, "dave")
+    monkeypatch.setattr(WorkbenchAws, "ssm_ping", lambda self, instance_id: "Online")
+
+    def failing(self, instance_id, script, timeout_seconds=60, check=False):
+        raise WorkbenchError(f"`{script}` failed on {instance_id}: fatal error: An error occurred (AccessDenied)")
+
+    monkeypatch.setattr(WorkbenchAws, "run_shell", failing)
+    monkeypatch.delenv("ALLOW_DATA_LOSS", raising=False)
+    with pytest.raises(destroy.DeployError, match=r"could not copy Langfuse's media and exports to the data volume "
+                       r"\(`bash /opt/workbench/boot/blob-mirror.sh save` failed on i-\w+: fatal error: An error "
+                       r"occurred \(AccessDenied\)\); nothing was destroyed. Destroying anyway loses them: make "
+                       r"destroy ALLOW_DATA_LOSS=1"):
+        destroy.destroy(["-c", "name=dave"], print)
+    assert cloudformation_destroy == []
+    monkeypatch.setenv("ALLOW_DATA_LOSS", "1")
+    said = []
+    assert destroy.destroy(["-c", "name=dave"], said.append) == 0
+    assert said[0].startswith("destroy: ALLOW_DATA_LOSS=1, going ahead without Langfuse's latest media: ")
+    assert len(cloudformation_destroy) == 1
+
+
+def test_a_stopped_box_is_destroyed_without_starting_it(aws, box, cloudformation_destroy):
+    instance, _ = deploy_fake_workbench(aws, "erin")
+    aws.stop_instances(InstanceIds=[instance])
+    assert destroy.destroy(["-c", "name=erin"], print) == 0
+    assert box == []  # its idle stop saved the media
+    assert cloudformation_destroy[0][1] == "stopped"
 
 
 def test_destroying_what_is_not_there_says_so(aws, cloudformation_destroy):

@@ -237,7 +237,8 @@ def deploy_into(endpoint: str, stack_name: str, from_snapshot: str | None = None
 
 
 def destroy_from(endpoint: str, stack_name: str, outputs: dict[str, str]) -> snapshots.DataSnapshot:
-    """What `make destroy` does (workbench/destroy.py): stop, `cdk destroy`, name the snapshot."""
+    """What `make destroy` does (workbench/destroy.py): stop, `cdk destroy`, name the snapshot. (Its copy of
+    Langfuse's media onto the data volume goes through SSM Run Command on a booted box; none boots here.)"""
     ec2 = clients(endpoint)("ec2")
     stop_for_snapshot(ec2, outputs[contract.INSTANCE_ID])
     cdk(endpoint, "destroy", "--force")
