@@ -34,7 +34,7 @@ from pathlib import Path
 import boto3
 import botocore.exceptions
 
-from workbench import bedrock_access
+from workbench import bedrock_access, contract
 from workbench import settings as workbench_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,6 +168,33 @@ def dangerous_changes(changes: list[dict]) -> list[str]:
     return found
 
 
+def keep_restore_snapshot(target: Target, args: CdkArgs, stack_name: str, wanted: str | None, say=print) -> None:
+    """`data_snapshot_id` shapes the data volume of a new workbench only; on later deploys the volume's
+    own snapshot id is passed again, so a deploy without `-c data_snapshot_id` does not read as
+    "replace the volume with a blank one"."""
+    try:
+        (stack,) = target.cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except botocore.exceptions.ClientError as error:
+        if "does not exist" in str(error):
+            return  # a new workbench: the setting applies as given
+        raise
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    if contract.DATA_VOLUME_ID not in outputs:
+        return
+    (volume,) = target.session.client("ec2").describe_volumes(VolumeIds=[outputs[contract.DATA_VOLUME_ID]])["Volumes"]
+    current = volume.get("SnapshotId") or None
+    if wanted == current:
+        return
+    if wanted is None and current is not None:
+        args.context["data_snapshot_id"] = current
+        say(f"deploy: keeping data_snapshot_id={current}, which {stack_name}'s data volume was restored from")
+        return
+    raise DeployError(
+        f"data_snapshot_id: {wanted} applies only to a new workbench; {stack_name} already has its data volume "
+        f"{volume['VolumeId']}{f' (from {current})' if current else ''}. To restore {wanted}, `make destroy` this "
+        "workbench first, or deploy it under another name (-c name=…)")
+
+
 def prepare_change_set(target: Target, args: CdkArgs, stack_name: str, change_set: str) -> None:
     """Publishes the assets and has CloudFormation plan the deploy, without executing it."""
     target.cdk("deploy", stack_name, "--method=prepare-change-set", "--change-set-name", change_set,
@@ -248,6 +275,7 @@ def deploy(argv: list[str], say=print) -> int:
     say(f"deploy: {stack_name} into account {target.account}, region {target.region}"
         + (f" (profile {args.profile})" if args.profile else ""))
     bedrock_access.report(target.session, loaded.models, say)
+    keep_restore_snapshot(target, args, stack_name, loaded.data_snapshot_id, say)
     target.cdk("bootstrap", f"aws://{target.account}/{target.region}", *args.for_cdk())
     change_set = f"workbench-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     prepare_change_set(target, args, stack_name, change_set)

@@ -228,3 +228,46 @@ def test_a_failed_boot_fails_the_deploy_with_the_boot_scripts_reason(monkeypatch
         "failed message: 'phase services: image pull failed for the langfuse project | output: manifest unknown' "
         "for uniqueId: boot")
     assert any("CREATE_FAILED" in line and "BootConditionabc" in line for line in said)
+
+
+@pytest.fixture
+def restored_stack(aws_config):
+    """A workbench whose data volume was created from a snapshot, as a restore deploy leaves it."""
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        original = ec2.create_volume(Size=60, AvailabilityZone="us-east-1a")["VolumeId"]
+        snapshot = ec2.create_snapshot(VolumeId=original)["SnapshotId"]
+        volume = ec2.create_volume(SnapshotId=snapshot, AvailabilityZone="us-east-1a")["VolumeId"]
+        template = {"Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+                    "Outputs": {"DataVolumeId": {"Value": volume}}}
+        boto3.client("cloudformation", region_name="us-east-1").create_stack(
+            StackName="ai-workbench-alice", TemplateBody=json.dumps(template))
+        yield deploy.Target(boto3.session.Session(region_name="us-east-1"), None, "us-east-1", "123456789012"), snapshot
+
+
+def test_a_restored_workbench_keeps_its_snapshot_id_on_later_deploys(restored_stack):
+    target, snapshot = restored_stack
+    args, said = deploy.CdkArgs(context={"name": "alice"}), []
+    deploy.keep_restore_snapshot(target, args, "ai-workbench-alice", None, said.append)
+    assert args.context == {"name": "alice", "data_snapshot_id": snapshot}
+    assert said == [f"deploy: keeping data_snapshot_id={snapshot}, which ai-workbench-alice's data volume was "
+                    "restored from"]
+    same = deploy.CdkArgs(context={"data_snapshot_id": snapshot})
+    deploy.keep_restore_snapshot(target, same, "ai-workbench-alice", snapshot, said.append)
+    assert same.context == {"data_snapshot_id": snapshot}
+
+
+def test_restoring_over_an_existing_workbench_is_refused_before_anything_changes(restored_stack):
+    target, snapshot = restored_stack
+    with pytest.raises(deploy.DeployError, match=(
+            rf"data_snapshot_id: snap-0123456789abcdef0 applies only to a new workbench; ai-workbench-alice already "
+            rf"has its data volume vol-\w+ \(from {snapshot}\). To restore snap-0123456789abcdef0, `make destroy` "
+            r"this workbench first, or deploy it under another name")):
+        deploy.keep_restore_snapshot(target, deploy.CdkArgs(), "ai-workbench-alice", "snap-0123456789abcdef0")
+
+
+def test_a_new_workbench_takes_the_snapshot_as_given(restored_stack):
+    target, _ = restored_stack
+    args = deploy.CdkArgs(context={"data_snapshot_id": "snap-0123456789abcdef0"})
+    deploy.keep_restore_snapshot(target, args, "ai-workbench-bob", "snap-0123456789abcdef0")
+    assert args.context == {"data_snapshot_id": "snap-0123456789abcdef0"}
