@@ -408,8 +408,10 @@ def test_a_signal_closes_every_tunnel_and_its_children(stub_path, sent, start):
                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     try:
         assert holder.stdout.readline() == "holding\n"
-        deadline = time.monotonic() + 10
-        while ((not Path(stub_path).exists() or len(Path(stub_path).read_text().splitlines()) < 3)
+        # Every tunnel up with its plugin child: a signal between the stub's call record and its
+        # child's start would leave a tunnel that never had a child to close.
+        children_file, deadline = Path(f"{stub_path}.children"), time.monotonic() + 10
+        while ((not children_file.exists() or len(children_file.read_text().split()) < 3)
                and time.monotonic() < deadline):
             time.sleep(0.05)
         holder.send_signal(sent)
