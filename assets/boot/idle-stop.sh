@@ -17,30 +17,22 @@ MINUTES=${IDLE_STOP_MINUTES:-0}
 
 log() { printf '%s [idle-stop] %s\n' "$(date -u +%FT%TZ)" "$*" >>"$LOG_FILE"; }
 
-# "<epoch seconds> <what>" of the box's last use. In use right now: an SSM session (every
-# tunnel of `workbench connect` is one ssm-session-worker) or a boot. Else the latest of: VS
-# Code's last browser heartbeat (/healthz, code-server's src/node/heart.ts, in ms), LiteLLM's
-# last request (its spend log, "startTime" in litellm-proxy-extras' schema.prisma; Cline working
-# on its own counts), and what the last check recorded.
-last_use() {
-  local now=$EPOCHSECONDS best=0 what="nothing since the boot" heartbeat request
-  if pgrep -x ssm-session-worker >/dev/null; then
-    echo "$now an SSM session"
-    return
-  fi
-  if pgrep -f -- "workbench-boot --phases" >/dev/null; then
-    echo "$now the boot"
-    return
-  fi
-  [[ -s $LAST_USE ]] && read -r best what <"$LAST_USE"
+# The box's signs of use, for boot/idle_rule.py, which decides (and says which counts how).
+# SSM sessions: every tunnel of `workbench connect` is one ssm-session-worker. VS Code: the last
+# browser heartbeat, /healthz "lastHeartbeat" in ms (code-server's src/node/heart.ts). LiteLLM:
+# its spend log's latest "startTime" (litellm-proxy-extras' schema.prisma). A sign that cannot
+# be read counts as none (0).
+signs_of_use() {
+  local sessions=0 booting=0 recorded=0 what="nothing since the boot" heartbeat request
+  pgrep -x ssm-session-worker >/dev/null && sessions=1
+  pgrep -f -- "workbench-boot --phases" >/dev/null && booting=1
+  [[ -s $LAST_USE ]] && read -r recorded what <"$LAST_USE"
   heartbeat=$(curl --fail --silent --connect-timeout 10 --max-time 5 http://127.0.0.1:8080/healthz 2>/dev/null |
-    python3 -c 'import json, sys; print(int(json.load(sys.stdin)["lastHeartbeat"]) // 1000)' 2>/dev/null) || heartbeat=0
-  if ((heartbeat > best)); then best=$heartbeat what="VS Code in a browser"; fi
+    python3 -c 'import json, sys; print(int(json.load(sys.stdin)["lastHeartbeat"]))' 2>/dev/null) || heartbeat=0
   request=$(timeout 30 docker compose --project-directory "$INSTALL_DIR/litellm" exec -T litellm-postgres \
     psql -U litellm -d litellm -tAc 'SELECT coalesce(extract(epoch FROM max("startTime"))::bigint, 0) FROM "LiteLLM_SpendLogs"' \
     2>/dev/null | tr -dc '0-9') || request=0
-  if ((${request:-0} > best)); then best=$request what="a LiteLLM request"; fi
-  echo "$best $what"
+  echo "$sessions $booting $recorded ${heartbeat:-0} ${request:-0} $what"
 }
 
 main() {
@@ -49,11 +41,12 @@ main() {
     echo "idle-stop off"
     return
   fi
-  read -r last what < <(last_use)
+  read -r last left what < <(
+    # shellcheck disable=SC2046  # the signs are whole numbers, then the words of what was recorded
+    python3 "$INSTALL_DIR/boot/idle_rule.py" "$now" "$MINUTES" $(signs_of_use))
   if [[ $act == check ]]; then
     (umask 077 && printf '%s %s\n' "$last" "$what" >"$LAST_USE")
   fi
-  left=$((MINUTES * 60 - (now - last)))
   if ((left > 0)); then
     echo "idle-stop in $(((left + 59) / 60)) min (last use: $what at $(date -u -d "@$last" +%FT%TZ))"
     return

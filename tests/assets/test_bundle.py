@@ -1,8 +1,10 @@
 """The rendered bundle: what the instance receives, checked file by file."""
 
+import ast
 import ipaddress
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,20 @@ def env_file(tree: Path, name: str) -> dict[str, str]:
 
 def services(projects):
     return [(project, name, service) for project, spec in projects.items() for name, service in spec["services"].items()]
+
+
+def test_the_boxs_python_scripts_run_on_amazon_linux_2023s_python(tree):
+    """Standard library only, and nothing newer than Python 3.9 (AL2023's python3)."""
+    scripts = sorted((tree / "boot").glob("*.py"))
+    assert {path.name for path in scripts} >= {"idle_rule.py", "seed_cline.py", "litellm_key_request.py",
+                                               "workbench_secrets.py"}
+    for path in scripts:
+        parsed = ast.parse(path.read_text(), feature_version=(3, 9))
+        imported = {alias.name.split(".")[0] for node in ast.walk(parsed) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(parsed) if isinstance(node, ast.ImportFrom)}
+        assert imported <= set(sys.stdlib_module_names) | {"__future__"}, path.name
+        assert not [node for node in ast.walk(parsed) if isinstance(node, ast.Match)], path.name
 
 
 def test_render_writes_the_reviewable_tree(tree):
