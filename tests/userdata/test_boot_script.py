@@ -724,6 +724,8 @@ def test_a_box_newer_than_the_pin_is_not_downgraded(sandbox):
     assert result.returncode == 0
     assert sandbox.calls_of("dnf upgrade") == []
     assert "Amazon Linux 2023.13.20270104 is newer than the pinned 2023.12.20260930" in result.stdout + result.stderr
+    # Its packages come from its own release's repositories, not the older pin's.
+    assert (sandbox.root / "etc/dnf/vars/releasever").read_text() == "2023.13.20270104\n"
 
 
 def blob_mirror(box: Sandbox, action: str) -> subprocess.CompletedProcess:
