@@ -41,7 +41,7 @@ phase_data_volume() {
     mkfs.xfs -L "$DATA_LABEL" "$device" >"$STATE_DIR/last-output" 2>&1 || fail "could not format the data volume $device"
     log "formatted the blank data volume $DATA_VOLUME_ID"
   elif [[ $fs_type != xfs ]]; then
-    fail "the data volume $DATA_VOLUME_ID holds a $fs_type file system, not the workbench's xfs; leaving it untouched"
+    fail "the data volume $DATA_VOLUME_ID holds a file system of type $fs_type, not the workbench's xfs; leaving it untouched"
   fi
   uuid=$(blkid -o value -s UUID "$device") || fail "blkid found no UUID on the data volume $device"
   mkdir -p "$DATA_MOUNT"
@@ -59,7 +59,9 @@ phase_data_volume() {
   # /home (the coding user's workspace, the SSM user's home) lives on the data volume too.
   fstab_entry "$ROOT/home" "$DATA_MOUNT/home $ROOT/home none bind,x-systemd.requires-mounts-for=$DATA_MOUNT 0 0"
   if ! findmnt --mountpoint "$ROOT/home" >/dev/null; then
-    cp -a --no-clobber "$ROOT/home/." "$DATA_MOUNT/home/" 2>/dev/null || true
+    # The image's homes (ec2-user's, ssm-user's) carry over; a restored volume's own win.
+    cp -a --no-clobber "$ROOT/home/." "$DATA_MOUNT/home/" >"$STATE_DIR/last-output" 2>&1 ||
+      fail "could not copy /home onto the data volume"
     mount "$ROOT/home" >"$STATE_DIR/last-output" 2>&1 || fail "could not bind /home onto the data volume"
   fi
   log "data volume $DATA_VOLUME_ID mounted at $DATA_MOUNT (${data_gib} GiB)"

@@ -65,6 +65,7 @@ class Sandbox:
         }
         self.deployment = deployment
         self.write_deployment()
+        (root / "home/ec2-user").mkdir(parents=True)  # the image's /home
         self.attach_data_volume()
         self.env = {
             "PATH": f"{STUBS}:{os.environ['PATH']}",
@@ -615,6 +616,7 @@ def test_a_blank_data_volume_is_formatted_mounted_and_holds_docker_and_home_befo
     assert first_call(calls, f"mount {box.root}/home") < first_call(calls, "useradd")
     assert stat.S_IMODE((data / "workbench").stat().st_mode) == 0o700
     assert box.called(f"xfs_growfs {data}") == 1
+    assert (data / "home/ec2-user").is_dir()  # the image's homes carried over before the bind mount
 
 
 def test_a_rerun_never_formats_again_and_keeps_one_fstab_line_per_mount(booted_box):
@@ -638,8 +640,8 @@ def test_a_volume_with_a_foreign_file_system_is_left_untouched_and_the_deploy_sa
     assert sandbox.run().returncode != 0
     assert sandbox.calls_of("mkfs.xfs") == [] and sandbox.calls_of("mount") == []
     (signal,) = sandbox.signals
-    assert signal["Reason"] == ("phase data-volume: the data volume vol-0123456789abcdef0 holds a ext4 file system, "
-                                "not the workbench's xfs; leaving it untouched")
+    assert signal["Reason"] == ("phase data-volume: the data volume vol-0123456789abcdef0 holds a file system of type "
+                                "ext4, not the workbench's xfs; leaving it untouched")
 
 
 def test_a_volume_that_is_never_attached_fails_the_deploy_naming_it(sandbox):
