@@ -117,16 +117,12 @@ def _patch_instance_creation() -> None:
     Instance.create_from_cloudformation_json = classmethod(create)
 
 
-class EmulatedWaitCondition(CloudFormationModel):
-    # moto's model metaclass files each model under the service named in its module path.
-    __module__ = "moto.cloudformation.emulated"
+class _StandIn:
+    """A resource moto has no model for, known only by its logical name. Mixed into each model
+    ahead of CloudFormationModel: moto registers only CloudFormationModel's direct subclasses."""
 
     def __init__(self, name: str):
         self.name = name
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::CloudFormation::WaitCondition"
 
     @staticmethod
     def cloudformation_name_type() -> str:
@@ -136,16 +132,28 @@ class EmulatedWaitCondition(CloudFormationModel):
     def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
         return cls(resource_name)
 
+    def delete(self, account_id: str, region: str) -> None:
+        """Nothing to remove: the resource exists only as this object."""
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+
+class EmulatedWaitCondition(_StandIn, CloudFormationModel):
+    # moto's model metaclass files each model under the service named in its module path.
+    __module__ = "moto.cloudformation.emulated"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::CloudFormation::WaitCondition"
+
     @classmethod
     def has_cfn_attr(cls, attr: str) -> bool:
         return attr == "Data"
 
     def get_cfn_attribute(self, attribute_name: str) -> str:
         return json.dumps({"boot": "emulated: no instance boots in the local emulator"})
-
-    @property
-    def physical_resource_id(self) -> str:
-        return self.name
 
 
 class EmulatedSecret(CloudFormationModel):
@@ -236,30 +244,12 @@ def _patch_snapshot_on_delete() -> None:
     ResourceMap._delete_resource = delete_resource
 
 
-class EmulatedLifecyclePolicy(CloudFormationModel):
+class EmulatedLifecyclePolicy(_StandIn, CloudFormationModel):
     __module__ = "moto.dlm.emulated"
-
-    def __init__(self, name: str):
-        self.name = name
 
     @staticmethod
     def cloudformation_type() -> str:
         return "AWS::DLM::LifecyclePolicy"
-
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return ""
-
-    @classmethod
-    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
-        return cls(resource_name)
-
-    def delete(self, account_id: str, region: str) -> None:
-        """Nothing to remove: the policy exists only as this resource."""
-
-    @property
-    def physical_resource_id(self) -> str:
-        return self.name
 
 
 def apply_patches() -> None:
