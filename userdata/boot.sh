@@ -10,7 +10,9 @@
 # Modes: (none) boot and signal; --health one "<service> healthy|unhealthy" line per service;
 # --logs SERVICE [LINES]; --rerun-user-data (cloud-init's per-boot hook, see install_per_boot_hook);
 # --firewall (workbench-firewall.service, early on every boot, see apply_metadata_firewall).
-# The idle stop is the bundle's boot/idle-stop.sh (workbench-idle.timer).
+# The idle stop is the bundle's boot/idle-stop.sh (workbench-idle.timer). Some phases live in the
+# bundle too (boot/os-release.sh, data-volume.sh, litellm-keys.sh, llm-connection.sh), sourced once
+# preflight has fetched it: this file travels in the user data, which EC2 caps at 16 KiB.
 set -Eeuo pipefail
 
 ROOT=${WORKBENCH_ROOT:-}  # tests run the script inside a sandbox directory
@@ -197,6 +199,10 @@ phase_preflight() {
   source "$INSTALL_DIR/boot/os-release.sh"
   # shellcheck source=assets/boot/data-volume.sh
   source "$INSTALL_DIR/boot/data-volume.sh"
+  # shellcheck source=assets/boot/litellm-keys.sh
+  source "$INSTALL_DIR/boot/litellm-keys.sh"
+  # shellcheck source=assets/boot/llm-connection.sh
+  source "$INSTALL_DIR/boot/llm-connection.sh"
   end_phase
 }
 
@@ -463,71 +469,6 @@ api_call() {
 # LiteLLM's management API as the operator (the master key).
 litellm_api() {
   api_call litellm-auth-header "$1" "http://127.0.0.1:4000$2" "${@:3}"
-}
-
-# One of the workbench's LiteLLM virtual keys (what it may do: boot/litellm_key_request.py).
-# Its value is derived from the workbench's secret; created once, then updated on every boot
-# so changed settings reach it. LiteLLM stores only the key's sha256, which is how it is
-# looked up here. ensure_litellm_key ENV_NAME ALIAS USER_ID PURPOSE
-ensure_litellm_key() {
-  local key=${!1} alias=$2 user=$3 purpose=$4 status endpoint
-  local request=$STATE_DIR/litellm-key-request.json answer=$STATE_DIR/litellm-key-answer.json
-  status=$(litellm_api GET "/key/info?key=$(printf '%s' "$key" | sha256sum | cut -c1-64)" "$answer") ||
-    fail "LiteLLM's key API did not answer"
-  case $status in
-    200) endpoint=/key/update
-      # A key deleted in LiteLLM's UI still answers, from its archive; it needs creating again.
-      python3 -c 'import json, sys; sys.exit(json.load(sys.stdin)["info"].get("status") != "deleted")' <"$answer" &&
-        endpoint=/key/generate ;;
-    404) endpoint=/key/generate ;;
-    *) cp "$answer" "$STATE_DIR/last-output"; fail "LiteLLM answered HTTP $status to /key/info for the $alias key" ;;
-  esac
-  (umask 077 && python3 "$INSTALL_DIR/boot/litellm_key_request.py" "$alias" "$user" "$purpose" <<<"$key" >"$request")
-  status=$(litellm_api POST "$endpoint" "$answer" "$request") || status="no answer"
-  rm -f "$request"
-  if [[ $status != 200 ]]; then
-    cp "$answer" "$STATE_DIR/last-output" 2>/dev/null || true
-    fail "LiteLLM refused the $alias key at $endpoint (HTTP $status)"
-  fi
-  rm -f "$answer"  # a created key's answer holds the key itself
-  log "the $alias key: $endpoint done (models $LITELLM_MODEL_NAMES, USD $CLINE_BUDGET_USD_PER_DAY a day)"
-}
-
-phase_litellm_keys() {
-  start_phase litellm-keys
-  ensure_litellm_key LITELLM_CLINE_KEY cline "$WORKBENCH_NAME" "Cline in VS Code Server"
-  ensure_litellm_key LITELLM_LANGFUSE_KEY langfuse langfuse "Langfuse's playground and evaluators"
-  end_phase
-}
-
-# Langfuse's playground and LLM-as-a-judge evaluators call the models through LiteLLM, with a
-# key of their own. PUT /api/public/llm-connections upserts by provider (Langfuse's
-# web/src/pages/api/public/llm-connections/index.ts): 201 created, 200 updated.
-phase_llm_connection() {
-  start_phase llm-connection
-  local request=$STATE_DIR/llm-connection-request.json answer=$STATE_DIR/llm-connection-answer.json status
-  (umask 077 && python3 -c '
-import json, os, sys
-print(json.dumps({
-    "provider": "litellm",
-    "adapter": "openai",
-    "secretKey": sys.stdin.read().strip(),
-    "baseURL": "http://litellm:4000/v1",
-    "customModels": os.environ["LITELLM_MODEL_NAMES"].split(","),
-    "withDefaultModels": False,
-}))' <<<"$LITELLM_LANGFUSE_KEY" >"$request")
-  status=$(api_call langfuse-auth-header PUT http://127.0.0.1:3000/api/public/llm-connections \
-    "$answer" "$request") || status="no answer"
-  rm -f "$request"
-  if [[ $status != 200 && $status != 201 ]]; then
-    cp "$answer" "$STATE_DIR/last-output" 2>/dev/null || true
-    fail "Langfuse refused the LiteLLM connection (HTTP $status)"
-  fi
-  rm -f "$answer"
-  [[ $(health_report "${CONFIGURATION_CHECKS[@]}") == "langfuse-llm-connection healthy" ]] ||
-    fail "Langfuse does not list the LiteLLM connection it accepted"
-  log "Langfuse's LLM connection to LiteLLM is in place (models $LITELLM_MODEL_NAMES)"
-  end_phase
 }
 
 run_phases() {

@@ -174,8 +174,9 @@ def test_placeholders_are_only_secrets_and_deployment_names(tree):
     for path in [*list((tree / "env").iterdir()), tree / "code-server" / "config.yaml"]:
         used |= set(re.findall(r"\{\{([A-Z0-9_]+)\}\}", path.read_text()))
     assert used <= allowed
-    # every generated secret is used somewhere: in a file, or (the LiteLLM keys) by the boot itself
-    boot = BOOT_SCRIPT.read_text()
+    # every generated secret is used somewhere: in a file, or (the LiteLLM keys) by the boot itself,
+    # in this script or in the phases it sources from the bundle
+    boot = BOOT_SCRIPT.read_text() + "".join(path.read_text() for path in sorted((tree / "boot").glob("*.sh")))
     boot_uses = {spec.env_name for spec in SECRETS if re.search(rf"\b{spec.env_name}\b", boot)}
     assert {spec.env_name for spec in SECRETS} <= used | boot_uses
 
