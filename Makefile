@@ -10,7 +10,8 @@ CDK := npx --no-install cdk
 # `make test` when missing (as root, which CI is; otherwise it names what to install).
 TEST_COMMANDS := redis-server:redis-server redis-cli:redis-tools pg_isready:postgresql-client \
 	pg_ctlcluster:postgresql strace:strace ip:iproute2 unshare:util-linux nsenter:util-linux \
-	iptables:iptables ip6tables:iptables iptables-restore:iptables
+	iptables:iptables ip6tables:iptables iptables-restore:iptables \
+	blkid:util-linux mkfs.xfs:xfsprogs mkfs.ext4:e2fsprogs
 PROGRAMS := tests/programs
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 

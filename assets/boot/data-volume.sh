@@ -3,7 +3,7 @@
 # (start_phase, log, fail, retry, install_content, gib_of) and settings.
 
 MIN_DATA_GIB=25
-DATA_LABEL=workbench-data
+DATA_LABEL=workbench  # an XFS label holds at most 12 characters
 FSTAB=$ROOT/etc/fstab
 DATA_WAIT_SECONDS=${WORKBENCH_DATA_WAIT_SECONDS:-300}
 SEED_COPY=$DATA_MOUNT/workbench/secret.json

@@ -603,7 +603,7 @@ def first_call(calls: list[str], text: str) -> int:
 def test_a_blank_data_volume_is_formatted_mounted_and_holds_docker_and_home_before_docker_starts(booted):
     box, _ = booted
     data = box.root / "var/lib/workbench-data"
-    assert box.calls_of("mkfs.xfs") == [f"mkfs.xfs -L workbench-data {box.root}/dev/disk/by-id/{DATA_DEVICE}"]
+    assert box.calls_of("mkfs.xfs") == [f"mkfs.xfs -L workbench {box.root}/dev/disk/by-id/{DATA_DEVICE}"]
     fstab = (box.root / "etc/fstab").read_text().splitlines()
     assert fstab == [f"UUID=5f0c6b2e-3a41-4d6e-9a57-1c2d3e4f5a6b {data} xfs defaults,nofail 0 2",
                      f"{data}/home {box.root}/home none bind,x-systemd.requires-mounts-for={data} 0 0"]

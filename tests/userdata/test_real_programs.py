@@ -9,7 +9,10 @@ line and health check the box uses:
 - Redis (Debian's redis-server 7.0, the image runs 7.4: the options used exist in both) with
   the compose file's command line and healthcheck, filled until it refuses writes;
 - PostgreSQL's pg_isready healthcheck (Debian's PostgreSQL 15 client and server) from both
-  compose files.
+  compose files;
+- the boot's data-volume phase with the real blkid (util-linux) and mkfs.xfs (xfsprogs) on a
+  sparse image file standing in for the EBS device (mounting stays stubbed: it needs a loop
+  device).
 
 Servers listen on their real ports inside a private network namespace (unshare/nsenter), so
 nothing on this machine's loopback can collide with them.
@@ -30,6 +33,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.userdata.test_boot_script import DATA_DEVICE, Sandbox
 from workbench import bundle, settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -321,3 +325,57 @@ def test_pg_isready_healthchecks_follow_the_server(tree, tmp_path):
     finally:
         stop(server)
         shutil.rmtree(cluster, ignore_errors=True)
+
+
+# XFS's smallest file system; sparse, so it takes only what mkfs.xfs writes (its 64 MiB log).
+VOLUME_BYTES = 320 * 2**20
+
+
+@pytest.fixture(scope="module")
+def bundle_zip(tree) -> Path:
+    return Path(shutil.make_archive(str(tree.parent / "bundle"), "zip", tree))
+
+
+def volume_box(root: Path, bundle_zip: Path) -> tuple[Sandbox, Path]:
+    """The boot sandbox with the real blkid and mkfs.xfs ahead of the stubs, and a blank device."""
+    box = Sandbox(root, bundle_zip)
+    real = root / "real-bin"
+    real.mkdir()
+    for program in ("blkid", "mkfs.xfs"):
+        found = shutil.which(program, path="/usr/sbin:/sbin:/usr/bin:/bin")
+        assert found, f"{program} is missing: make test installs it (TEST_COMMANDS)"
+        (real / program).symlink_to(found)
+    box.env["PATH"] = f"{real}:{box.env['PATH']}"
+    device = root / "dev/disk/by-id" / DATA_DEVICE
+    os.truncate(device, VOLUME_BYTES)
+    return box, device
+
+
+def blkid(device: Path, tag: str) -> str:
+    return subprocess.run(["blkid", "-o", "value", "-s", tag, str(device)], capture_output=True, text=True).stdout.strip()
+
+
+def test_the_data_volume_is_formatted_once_by_the_real_mkfs_xfs_and_found_by_the_real_blkid(tmp_path, bundle_zip):
+    box, device = volume_box(tmp_path, bundle_zip)
+    first = box.run()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert (blkid(device, "TYPE"), blkid(device, "LABEL")) == ("xfs", "workbench")
+    uuid = blkid(device, "UUID")
+    fstab = (tmp_path / "etc/fstab").read_text().splitlines()
+    assert fstab[0] == f"UUID={uuid} {tmp_path}/var/lib/workbench-data xfs defaults,nofail 0 2"
+    second = box.run()
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert blkid(device, "UUID") == uuid  # never formatted again
+    assert [s["Status"] for s in box.signals] == ["SUCCESS"]
+
+
+def test_a_volume_with_another_file_system_is_left_untouched_with_the_real_blkid(tmp_path, bundle_zip):
+    box, device = volume_box(tmp_path, bundle_zip)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(device)], check=True, env={**os.environ, "PATH": "/usr/sbin:/sbin:"
+                                                                             + os.environ["PATH"]})
+    uuid = blkid(device, "UUID")
+    assert box.run().returncode != 0
+    (signal_,) = box.signals
+    assert signal_["Reason"] == ("phase data-volume: the data volume vol-0123456789abcdef0 holds a file system of "
+                                 "type ext4, not the workbench's xfs; leaving it untouched")
+    assert (blkid(device, "TYPE"), blkid(device, "UUID")) == ("ext4", uuid)
