@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import boto3
@@ -41,6 +43,22 @@ class Deployment:
         return [Model(**entry) for entry in json.loads(self.outputs.get(contract.BEDROCK_MODELS, "[]"))]
 
 
+@contextlib.contextmanager
+def _credential_errors_explained() -> Iterator[None]:
+    """AWS calls fail with one line saying what to do about missing, expired or unreachable credentials."""
+    try:
+        yield
+    except botocore.exceptions.NoCredentialsError as error:
+        raise WorkbenchError("no AWS credentials: run `aws configure` or set AWS_PROFILE") from error
+    except botocore.exceptions.EndpointConnectionError as error:
+        raise WorkbenchError(f"cannot reach AWS ({error})") from error
+    except botocore.exceptions.ClientError as error:
+        code = error.response["Error"]["Code"]
+        if code in ("ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException"):
+            raise WorkbenchError(f"AWS credentials rejected ({code}): refresh them and try again") from error
+        raise
+
+
 class WorkbenchAws:
     def __init__(self, region: str | None = None, profile: str | None = None):
         try:
@@ -55,18 +73,8 @@ class WorkbenchAws:
         self.profile = profile
 
     def _call(self, service: str, operation: str, **kwargs):
-        client = self.session.client(service)
-        try:
-            return getattr(client, operation)(**kwargs)
-        except botocore.exceptions.NoCredentialsError as error:
-            raise WorkbenchError("no AWS credentials: run `aws configure` or set AWS_PROFILE") from error
-        except botocore.exceptions.EndpointConnectionError as error:
-            raise WorkbenchError(f"cannot reach AWS ({error})") from error
-        except botocore.exceptions.ClientError as error:
-            code = error.response["Error"]["Code"]
-            if code in ("ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException"):
-                raise WorkbenchError(f"AWS credentials rejected ({code}): refresh them and try again") from error
-            raise
+        with _credential_errors_explained():
+            return getattr(self.session.client(service), operation)(**kwargs)
 
     def deployment(self, name: str) -> Deployment:
         stack_name = stack_name_for(name)
@@ -97,10 +105,8 @@ class WorkbenchAws:
                 return sorted(found)
 
     def data_snapshots(self) -> list[snapshots.DataSnapshot]:
-        try:
+        with _credential_errors_explained():
             return snapshots.of_workbenches(self.session.client("ec2"))
-        except botocore.exceptions.NoCredentialsError as error:
-            raise WorkbenchError("no AWS credentials: run `aws configure` or set AWS_PROFILE") from error
 
     def instance_state(self, instance_id: str) -> str:
         try:

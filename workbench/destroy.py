@@ -32,11 +32,9 @@ SAVE_TIMEOUT_SECONDS = 900
 
 def save_blobs(target: Target, instance_id: str, say=print) -> None:
     """Langfuse's media and exports onto the data volume, so the snapshot holds them."""
-    ec2 = target.session.client("ec2")
-    (reservation,) = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
-    if reservation["Instances"][0]["State"]["Name"] != "running":
-        return  # its idle stop saved them; a box stopped by hand since then has added none
     box = WorkbenchAws(region=target.region, profile=target.profile)
+    if box.instance_state(instance_id) != "running":
+        return  # its idle stop saved them; a box stopped by hand since then has added none
     try:
         if box.ssm_ping(instance_id) != "Online":
             raise WorkbenchError(f"{instance_id} is running but not reachable through SSM")
