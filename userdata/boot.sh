@@ -46,7 +46,15 @@ DATA_MOUNT=$ROOT/var/lib/workbench-data
 CODING_USER=${WORKBENCH_CODING_USER:-coder}
 # Fixed, so its files on a data volume restored onto a new instance still belong to it.
 CODING_USER_UID=2000
-AS_CODING_USER=(runuser -u "$CODING_USER" -- env HOME="$ROOT/home/$CODING_USER")
+CODING_HOME=$ROOT/home/$CODING_USER
+# Every step the boot takes as the coding user runs in a transient systemd unit: its user and
+# group only, a clean environment (nothing of deployment.env, such as the wait handle's URL),
+# no way to gain privileges, and every process it leaves behind killed when the step ends, so
+# nothing the coding user planted (a .pth, an npm script) outlives the step or inherits the
+# boot's log.
+AS_CODING_USER=(systemd-run --quiet --wait --pipe --collect --uid="$CODING_USER"
+  --property=NoNewPrivileges=yes --setenv=HOME="$CODING_HOME" --setenv=PATH=/usr/local/bin:/usr/bin:/bin
+  --working-directory="$CODING_HOME" --)
 # Where Cline (in code-server's extension host, on the box) reaches LiteLLM.
 CLINE_LITELLM_URL=http://localhost:4000
 # What the coding user builds with; they install more for themselves (pip --user, npm -g
@@ -61,6 +69,21 @@ METADATA_V6=fd00:ec2::254
 # LiteLLM (Bedrock) and Langfuse web and worker (S3), at the fixed addresses their compose
 # files give them on every network they join.
 METADATA_CLIENTS=(172.29.0.10 172.29.0.11 172.29.0.12 172.29.1.10 172.29.1.11 172.29.2.10)
+# What the coding user's traffic never reaches: the link-local range (the instance metadata
+# service, container credential endpoints) and the Docker networks (Postgres, ClickHouse,
+# Redis, the services' own addresses). LiteLLM stays reachable at its published port on
+# localhost, through Docker's proxy.
+CODING_USER_REFUSED_V4=(169.254.0.0/16 172.16.0.0/12)
+# The services at their fixed addresses (the compose files): the boot's API calls and health
+# checks carry the keys there, where no process the coding user starts can listen.
+LANGFUSE_WEB=http://172.29.1.10:3000
+LANGFUSE_WORKER=http://172.29.1.11:3030
+LITELLM=http://172.29.2.10:4000
+# Ports below this are root's: the SSM tunnels' targets (Langfuse 3000, its worker's 3030,
+# LiteLLM 4000) can never be bound by the coding user, even while their containers are down.
+# code-server (8080) and the coding user's own servers (5173, 8000, ...) stay above it.
+UNPRIVILEGED_PORT_START=4001
+SYSCTL_CONF=$ROOT/etc/sysctl.d/60-workbench-coding-user.conf
 PROJECTS=(langfuse litellm)
 IDLE_UNITS=(workbench-idle.service workbench-idle.timer)
 
@@ -132,17 +155,29 @@ end_phase() {
   log "done in $((SECONDS - PHASE_STARTED))s"
 }
 
-# Writes a file only when its content changes, so a re-run leaves everything untouched.
+# Writes a root-owned file only when its content changes, so a re-run leaves everything
+# untouched. For root's own directories only: in the coding user's home, install_as_coding_user.
+# install_content TARGET MODE CONTENT
 install_content() {
-  local target=$1 mode=$2 owner=$3 content=$4
+  local target=$1 mode=$2 content=$3
   if [[ -f $target ]] && [[ $(<"$target") == "$content" ]]; then
     return 0
   fi
   mkdir -p "$(dirname "$target")"
   (umask 077 && printf '%s\n' "$content" >"$target.tmp")
   chmod "$mode" "$target.tmp"
-  chown "$owner" "$target.tmp"
   mv "$target.tmp" "$target"
+}
+
+# Root never follows a path the coding user controls: a file in its home is written by the
+# coding user itself (AS_CODING_USER), through a temporary name of its own choosing, and only
+# when its content changes. The content travels on stdin, never in an argument.
+# install_as_coding_user TARGET MODE CONTENT
+install_as_coding_user() {
+  # shellcheck disable=SC2016  # expanded by the coding user's sh, not here
+  "${AS_CODING_USER[@]}" sh -euc 'umask 077; mkdir -p "$(dirname "$1")"; tmp=$(mktemp "$1.XXXXXX"); cat >"$tmp"
+    if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else chmod "$2" "$tmp"; mv -f "$tmp" "$1"; fi' \
+    sh "$1" "$2" <<<"$3" >"$STATE_DIR/last-output" 2>&1
 }
 
 # Fills {{NAME}} placeholders from shell variables; an unknown name is an error.
@@ -161,7 +196,7 @@ render() {
 # redeploy changes the user data and restarts the box, so on every later boot this hook (run by
 # cloud-init's scripts-per-boot) fetches the current user data and runs it again.
 install_per_boot_hook() {
-  install_content "$PER_BOOT_HOOK" 0755 root:root "#!/bin/bash
+  install_content "$PER_BOOT_HOOK" 0755 "#!/bin/bash
 # Installed by workbench-boot: re-applies this instance's current user data on every boot.
 exec $INSTALLED_SCRIPT --rerun-user-data"
 }
@@ -171,7 +206,7 @@ rerun_user_data() {
   local user_data=$STATE_DIR/user-data header=$STATE_DIR/imds-token-header token
   if token=$(retry "${CURL[@]}" --max-time 10 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' \
     "$IMDS/latest/api/token") &&
-    install_content "$header" 0600 root:root "X-aws-ec2-metadata-token: $token" &&
+    install_content "$header" 0600 "X-aws-ec2-metadata-token: $token" &&
     retry "${CURL[@]}" --max-time 30 -H "@$header" -o "$user_data" "$IMDS/latest/user-data"; then
     log "running this instance's current user data"
     exec bash "$user_data"
@@ -210,8 +245,8 @@ phase_docker() {
   start_phase docker
   retry dnf install -y docker || fail "dnf could not install docker"
   # Images, containers and volumes on the data volume; Docker never starts without it.
-  install_content "$ROOT/etc/docker/daemon.json" 0644 root:root "{\"data-root\": \"$DATA_MOUNT/docker\"}"
-  install_content "$SYSTEMD_DIR/docker.service.d/workbench-data.conf" 0644 root:root "[Unit]
+  install_content "$ROOT/etc/docker/daemon.json" 0644 "{\"data-root\": \"$DATA_MOUNT/docker\"}"
+  install_content "$SYSTEMD_DIR/docker.service.d/workbench-data.conf" 0644 "[Unit]
 RequiresMountsFor=$DATA_MOUNT"
   retry systemctl daemon-reload || fail "systemd could not reload its units"
   retry systemctl enable --now docker || fail "docker did not start"
@@ -253,26 +288,30 @@ phase_config() {
   retry bash "$INSTALL_DIR/boot/blob-mirror.sh" restore || fail "could not restore Langfuse's media into $BLOB_BUCKET"
   local template
   for template in "$INSTALL_DIR"/env/*.env; do
-    install_content "$ENV_DIR/$(basename "$template")" 0600 root:root "$(render "$template")"
+    install_content "$ENV_DIR/$(basename "$template")" 0600 "$(render "$template")"
   done
   end_phase
 }
 
 # The metadata service hands out the instance role's credentials to anyone who asks it. The
-# coding user (and so Cline, its terminals and any extension) never reaches it, and neither
-# does a container other than METADATA_CLIENTS. Our chains are rebuilt in one atomic
+# coding user (and so Cline, its terminals and any extension) never reaches it, nor the Docker
+# networks, nor binds a port the SSM tunnels lead to; no container other than METADATA_CLIENTS
+# reaches the metadata service. Our chains are rebuilt in one atomic
 # iptables-restore, so a re-run never leaves a moment without them; the jumps into them
 # are added once and stay first. DOCKER-USER is Docker's chain for rules like these: Docker
 # keeps its content and jumps to it before its own forwarding rules.
 apply_metadata_firewall() {
-  local source
+  local source refused
+  sysctl -q -w "net.ipv4.ip_unprivileged_port_start=$UNPRIVILEGED_PORT_START" >/dev/null
   iptables -w -L DOCKER-USER -n >/dev/null 2>&1 || iptables -w -N DOCKER-USER
   iptables -w -C FORWARD -j DOCKER-USER 2>/dev/null || iptables -w -I FORWARD 1 -j DOCKER-USER
   {
     echo '*filter'
     echo ':WORKBENCH-CODING-USER - [0:0]'
     echo ':WORKBENCH-METADATA - [0:0]'
-    echo "-A WORKBENCH-CODING-USER -d $METADATA_V4/32 -m owner --uid-owner $CODING_USER -j REJECT"
+    for refused in "${CODING_USER_REFUSED_V4[@]}"; do
+      echo "-A WORKBENCH-CODING-USER -d $refused -m owner --uid-owner $CODING_USER -j REJECT"
+    done
     for source in "${METADATA_CLIENTS[@]}"; do
       echo "-A WORKBENCH-METADATA -s $source/32 -d $METADATA_V4/32 -j RETURN"
     done
@@ -313,18 +352,26 @@ phase_coding_user() {
       fail "could not create the coding user $CODING_USER"
   fi
   verify_coding_user_contained
-  local home=$ROOT/home/$CODING_USER
-  mkdir -p "$home/workspace"
-  chown "$CODING_USER:$CODING_USER" "$home/workspace"
-  install_content "$home/.npmrc" 0644 "$CODING_USER:$CODING_USER" "$(<"$INSTALL_DIR/coding-user/npmrc")"
-  install_content "$ROOT/etc/profile.d/workbench-user-tools.sh" 0644 root:root \
+  # The home is the coding user's: what goes into it, it puts there itself.
+  "${AS_CODING_USER[@]}" mkdir -p "$CODING_HOME/workspace" >"$STATE_DIR/last-output" 2>&1 ||
+    fail "could not create $CODING_HOME/workspace as $CODING_USER"
+  install_as_coding_user "$CODING_HOME/.npmrc" 0644 "$(<"$INSTALL_DIR/coding-user/npmrc")" ||
+    fail "could not write $CODING_HOME/.npmrc as $CODING_USER"
+  install_content "$ROOT/etc/profile.d/workbench-user-tools.sh" 0644 \
     "$(<"$INSTALL_DIR/coding-user/workbench-user-tools.sh")"
-  # Before code-server and Docker on every boot, and now.
-  install_content "$SYSTEMD_DIR/$FIREWALL_UNIT" 0644 root:root "$(<"$INSTALL_DIR/systemd/$FIREWALL_UNIT")"
+  # Unprivileged user namespaces off: nothing the coding user needs uses them, and they are
+  # the usual way from a local user to a kernel bug. The tunnels' ports are root's from early
+  # boot on (systemd-sysctl), and again from the firewall unit.
+  install_content "$SYSCTL_CONF" 0644 "user.max_user_namespaces = 0
+net.ipv4.ip_unprivileged_port_start = $UNPRIVILEGED_PORT_START"
+  sysctl -q -p "$SYSCTL_CONF" >"$STATE_DIR/last-output" 2>&1 || fail "could not apply $SYSCTL_CONF"
+  # Before code-server and Docker on every boot, and now. Applied directly rather than by
+  # restarting the unit, which would restart Docker and code-server (they require it).
+  install_content "$SYSTEMD_DIR/$FIREWALL_UNIT" 0644 "$(<"$INSTALL_DIR/systemd/$FIREWALL_UNIT")"
   retry systemctl daemon-reload || fail "systemd could not reload its units"
   retry systemctl enable "$FIREWALL_UNIT" || fail "systemd could not enable $FIREWALL_UNIT"
-  retry systemctl restart "$FIREWALL_UNIT" || fail "$FIREWALL_UNIT could not install the metadata firewall"
-  iptables -w -C WORKBENCH-CODING-USER -d "$METADATA_V4/32" -m owner --uid-owner "$CODING_USER" -j REJECT \
+  apply_metadata_firewall >"$STATE_DIR/last-output" 2>&1 || fail "could not install the metadata firewall"
+  iptables -w -C WORKBENCH-CODING-USER -d "${CODING_USER_REFUSED_V4[0]}" -m owner --uid-owner "$CODING_USER" -j REJECT \
     >"$STATE_DIR/last-output" 2>&1 || fail "the metadata firewall is not in place for $CODING_USER"
   end_phase
 }
@@ -339,16 +386,15 @@ phase_code_server() {
       fail "could not download code-server $CODE_SERVER_VERSION"
     retry rpm -U --replacepkgs "$STATE_DIR/code-server.rpm" || fail "could not install code-server $CODE_SERVER_VERSION"
   fi
-  local home=$ROOT/home/$CODING_USER
-  mkdir -p "$home/.config/code-server"
-  chown "$CODING_USER:$CODING_USER" "$home/.config" "$home/.config/code-server"
-  install_content "$home/.config/code-server/config.yaml" 0600 "$CODING_USER:$CODING_USER" \
-    "$(render "$INSTALL_DIR/code-server/config.yaml")"
-  # Cline's provider, model, key and first-run answers, merged into what the user has.
-  "${AS_CODING_USER[@]}" python3 "$INSTALL_DIR/boot/seed_cline.py" "$CLINE_VERSION" "$CLINE_MODEL" \
+  install_as_coding_user "$CODING_HOME/.config/code-server/config.yaml" 0600 \
+    "$(render "$INSTALL_DIR/code-server/config.yaml")" || fail "could not write code-server's config as $CODING_USER"
+  # Cline's provider, model, key and first-run answers, merged into what the user has. -I: none
+  # of the coding user's site-packages, .pth files or PYTHON* variables take part.
+  "${AS_CODING_USER[@]}" python3 -I "$INSTALL_DIR/boot/seed_cline.py" "$CLINE_VERSION" "$CLINE_MODEL" \
     "$CLINE_LITELLM_URL" <<<"$LITELLM_CLINE_KEY" >"$STATE_DIR/last-output" 2>&1 ||
     fail "could not pre-fill Cline's settings"
-  log "$(tr '\n' ' ' <"$STATE_DIR/last-output")"
+  # What the coding user's process printed, without the control characters it could hide in it.
+  log "$(tr '\n' ' ' <"$STATE_DIR/last-output" | tr -d '\000-\010\013-\037\177')"
   local extension=saoudrizwan.claude-dev
   if ! timeout 60 "${AS_CODING_USER[@]}" code-server --list-extensions --show-versions 2>/dev/null |
     grep -qx "$extension@$CLINE_VERSION"; then
@@ -364,10 +410,10 @@ phase_services() {
   local project unit
   for project in "${PROJECTS[@]}"; do
     unit=workbench-$project.service
-    install_content "$SYSTEMD_DIR/$unit" 0644 root:root "$(<"$INSTALL_DIR/systemd/$unit")"
+    install_content "$SYSTEMD_DIR/$unit" 0644 "$(<"$INSTALL_DIR/systemd/$unit")"
   done
   for unit in "${IDLE_UNITS[@]}"; do
-    install_content "$SYSTEMD_DIR/$unit" 0644 root:root "$(<"$INSTALL_DIR/systemd/$unit")"
+    install_content "$SYSTEMD_DIR/$unit" 0644 "$(<"$INSTALL_DIR/systemd/$unit")"
   done
   retry systemctl daemon-reload || fail "systemd could not reload its units"
   if ((${IDLE_STOP_MINUTES:-0} > 0)); then
@@ -397,16 +443,17 @@ phase_services() {
 # name|URL|what a healthy answer contains|the header file it needs (under STATE_DIR)
 # code-server's /healthz says "alive" only within a minute of a browser's heartbeat and
 # "expired" otherwise (src/node/routes/health.ts, heart.ts); either answer means it serves.
+# code-server is asked on localhost: it is the coding user's own server and gets no key.
 HEALTH_CHECKS=(
-  "langfuse-web|http://127.0.0.1:3000/api/public/health|OK|"
-  "langfuse-worker|http://127.0.0.1:3030/api/health||"
-  "litellm|http://127.0.0.1:4000/health/readiness/details|\"db\":\"connected\"|litellm-auth-header"
-  "litellm-langfuse-callback|http://127.0.0.1:4000/health/readiness/details|LangfuseOtelLogger|litellm-auth-header"
+  "langfuse-web|$LANGFUSE_WEB/api/public/health|OK|"
+  "langfuse-worker|$LANGFUSE_WORKER/api/health||"
+  "litellm|$LITELLM/health/readiness/details|\"db\":\"connected\"|litellm-auth-header"
+  "litellm-langfuse-callback|$LITELLM/health/readiness/details|LangfuseOtelLogger|litellm-auth-header"
   "code-server|http://127.0.0.1:8080/healthz|\"lastHeartbeat\"|"
 )
 # What the boot configures once the services are up; `workbench status` shows these too.
 CONFIGURATION_CHECKS=(
-  "langfuse-llm-connection|http://127.0.0.1:3000/api/public/llm-connections|\"provider\":\"litellm\"|langfuse-auth-header"
+  "langfuse-llm-connection|$LANGFUSE_WEB/api/public/llm-connections|\"provider\":\"litellm\"|langfuse-auth-header"
 )
 
 # The tail of one service's log; also what `workbench logs` shows (via `workbench-boot --logs`).
@@ -440,8 +487,8 @@ phase_health() {
   start_phase health
   local pending deadline=$((SECONDS + HEALTH_TIMEOUT_SECONDS))
   # In 0600 files rather than on curl's command line, where any local user could read them.
-  install_content "$STATE_DIR/litellm-auth-header" 0600 root:root "Authorization: Bearer $LITELLM_MASTER_KEY"
-  install_content "$STATE_DIR/langfuse-auth-header" 0600 root:root \
+  install_content "$STATE_DIR/litellm-auth-header" 0600 "Authorization: Bearer $LITELLM_MASTER_KEY"
+  install_content "$STATE_DIR/langfuse-auth-header" 0600 \
     "Authorization: Basic $(printf '%s:%s' "$LANGFUSE_PUBLIC_KEY" "$LANGFUSE_SECRET_KEY" | base64 -w0)"
   while :; do
     mapfile -t pending < <(health_report "${HEALTH_CHECKS[@]}" | awk '$2 != "healthy" {print $1}')
@@ -468,7 +515,7 @@ api_call() {
 
 # LiteLLM's management API as the operator (the master key).
 litellm_api() {
-  api_call litellm-auth-header "$1" "http://127.0.0.1:4000$2" "${@:3}"
+  api_call litellm-auth-header "$1" "$LITELLM$2" "${@:3}"
 }
 
 run_phases() {
@@ -485,7 +532,7 @@ run_phases() {
   phase_litellm_keys
   phase_llm_connection
   # A box just booted has the whole idle window ahead of it (boot/idle-stop.sh reads this).
-  install_content "$STATE_DIR/last-use" 0600 root:root "$EPOCHSECONDS the boot"
+  install_content "$STATE_DIR/last-use" 0600 "$EPOCHSECONDS the boot"
   local phases
   phases=$(IFS=,; printf '%s' "${PHASE_SECONDS[*]}")
   signal SUCCESS "workbench ready in ${SECONDS}s ({$phases})" "{\"time_to_ready_seconds\": $SECONDS, \"phases\": {$phases}}"
@@ -494,6 +541,10 @@ run_phases() {
 main() {
   mkdir -p "$STATE_DIR" "$(dirname "$LOG_FILE")"
   chmod 0700 "$STATE_DIR"
+  # Root's alone: the wait handle's URL (deployment.env) answers for the deploy; the log holds
+  # what the services and the coding user's steps printed.
+  touch "$LOG_FILE"
+  chmod 0600 "$DEPLOYMENT_ENV" "$LOG_FILE"
   set -a
   # shellcheck source=/dev/null
   source "$DEPLOYMENT_ENV"

@@ -18,7 +18,7 @@ print(json.dumps({
     "customModels": os.environ["LITELLM_MODEL_NAMES"].split(","),
     "withDefaultModels": False,
 }))' <<<"$LITELLM_LANGFUSE_KEY" >"$request")
-  status=$(api_call langfuse-auth-header PUT http://127.0.0.1:3000/api/public/llm-connections \
+  status=$(api_call langfuse-auth-header PUT "$LANGFUSE_WEB/api/public/llm-connections" \
     "$answer" "$request") || status="no answer"
   rm -f "$request"
   if [[ $status != 200 && $status != 201 ]]; then

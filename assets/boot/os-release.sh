@@ -11,7 +11,7 @@ phase_os_release() {
   local installed newest reboot_marker=$STATE_DIR/rebooted-for-$AMAZON_LINUX_RELEASE status=0
   installed=$(rpm -q --queryformat '%{VERSION}' system-release)
   newest=$(printf '%s\n' "$installed" "$AMAZON_LINUX_RELEASE" | sort -V | tail -n 1)
-  install_content "$ROOT/etc/dnf/vars/releasever" 0644 root:root "$newest"
+  install_content "$ROOT/etc/dnf/vars/releasever" 0644 "$newest"
   if [[ $installed == "$AMAZON_LINUX_RELEASE" ]]; then
     log "Amazon Linux $installed, the pinned release"
   elif [[ $newest == "$installed" ]]; then

@@ -152,6 +152,57 @@ def test_the_coding_user_and_other_containers_lose_the_metadata_service_and_keep
     assert reaches(container, f"http://{INTERNET}:443/", source=OTHER_CONTAINER)
 
 
+BIND = """
+import socket, sys
+with socket.socket() as listener:
+    try:
+        listener.bind(("127.0.0.1", int(sys.argv[1])))
+    except PermissionError:
+        print("refused")
+    else:
+        print("bound")
+"""
+
+
+def binds(namespace: Namespace, port: int, *, user: str | None = None) -> bool:
+    argv = ["/usr/bin/python3", "-c", BIND, str(port)]  # one the coding user may run
+    if user:
+        argv = ["runuser", "-u", user, "--", *argv]
+    result = namespace.run(argv)
+    answer = result.stdout.strip()
+    assert answer in ("bound", "refused"), result.stderr
+    return answer == "bound"
+
+
+def test_the_coding_user_cannot_listen_where_the_tunnels_lead(box):
+    # While a container is down (every boot until compose starts it, a restart, an OOM kill),
+    # its published port is free: a listener of the coding user's there would receive the keys
+    # of the boot's calls and the operator's browser traffic through the SSM tunnel.
+    host, _, sandbox = box
+    assert binds(host, 3000, user=CODING_USER)  # as on a stock kernel, before the firewall
+    assert firewall(host, sandbox).returncode == 0
+    for port in (3000, 3030, 4000):  # Langfuse web, its worker, LiteLLM (the model's 4000 is taken)
+        assert not binds(host, port, user=CODING_USER), port
+    assert binds(host, 3000) and binds(host, 3030)  # root (Docker's proxy) still can
+    for port in (8080, 5173, 8000):  # code-server and the coding user's own servers
+        assert binds(host, port, user=CODING_USER), port
+
+
+def test_the_coding_user_reaches_no_container_address(box):
+    # Postgres, ClickHouse and Redis need only their passwords; their networks are the
+    # containers' own. LiteLLM stays reachable through its published port on localhost.
+    host, container, sandbox = box
+    database = container.serve(OTHER_CONTAINER, 5432)
+    try:
+        assert reaches(host, f"http://{OTHER_CONTAINER}:5432/", user=CODING_USER)
+        assert firewall(host, sandbox).returncode == 0
+        assert not reaches(host, f"http://{OTHER_CONTAINER}:5432/", user=CODING_USER)
+        assert reaches(host, f"http://{OTHER_CONTAINER}:5432/")  # root: the boot's health checks
+        assert reaches(host, "http://127.0.0.1:4000/", user=CODING_USER)
+    finally:
+        database.kill()
+
+
 def test_running_it_again_changes_nothing(box):
     host, _, sandbox = box
     save = lambda: host.sh("iptables-save -t filter | grep -v '^#'; ip6tables-save -t filter | grep -v '^#'")  # noqa: E731
