@@ -17,22 +17,52 @@ MINUTES=${IDLE_STOP_MINUTES:-0}
 
 log() { printf '%s [idle-stop] %s\n' "$(date -u +%FT%TZ)" "$*" >>"$LOG_FILE"; }
 
-# The box's signs of use, for boot/idle_rule.py, which decides (and says which counts how).
-# SSM sessions: every tunnel of `workbench connect` is one ssm-session-worker. VS Code: the last
-# browser heartbeat, /healthz "lastHeartbeat" in ms (code-server's src/node/heart.ts). LiteLLM:
-# its spend log's latest "startTime" (litellm-proxy-extras' schema.prisma). A sign that cannot
-# be read counts as none (0).
+# Whether root runs EXE (a path without glob characters: find -lname takes it as a pattern) in the
+# box's own mount namespace, with ARG... as the first of its arguments after argv[0]. Each test is
+# one the coding user cannot pass: the real uid (a setuid-root program coder starts, `exec -a
+# /usr/bin/ssm-session-worker su` waiting for a password, has uid 0 as its effective uid only), the
+# program the kernel runs, /proc/PID/exe (argv and the 15-character comm name are the process's
+# own to pick), and the mount namespace (a container's root is uid 0 too, and its /usr/bin is its
+# own; so workbench-idle.service must not get one of its own, e.g. PrivateTmp=). " (deleted)": the
+# program was replaced on disk while running, as a package update does.
+root_runs() {
+  local exe=$1 own_namespace link process key real_uid argv index
+  shift
+  own_namespace=$(readlink /proc/$$/ns/mnt)
+  while read -r link; do
+    process=${link%/exe}
+    [[ $(readlink "$process/ns/mnt" 2>/dev/null) == "$own_namespace" ]] || continue
+    { while read -r key real_uid _; do [[ $key == Uid: ]] && break; done <"$process/status"; } 2>/dev/null ||
+      continue
+    [[ $real_uid == 0 ]] || continue
+    mapfile -d '' -t argv 2>/dev/null <"$process/cmdline" || continue
+    for ((index = 1; index <= $#; index++)); do
+      [[ ${argv[index]-} == "${!index}" ]] || continue 2
+    done
+    return 0
+  done < <(find /proc/[0-9]*/exe -maxdepth 0 \( -lname "$exe" -o -lname "$exe (deleted)" \) 2>/dev/null)
+  return 1
+}
+
+# The box's signs of use, for boot/idle_rule.py, which decides (and says which counts how). Only
+# signs root controls: the coding user must not be able to keep the box up forever.
+# SSM sessions: the SSM agent (root) runs one /usr/bin/ssm-session-worker SESSION_ID per open
+# session (amazon-ssm-agent: appconfig/constants_unix.go, outofproc/master.go), and every tunnel
+# of `workbench connect` is one; VS Code, Langfuse and LiteLLM's UI are reached only through such
+# a tunnel, so code-server's browser heartbeat (which coder's processes can send) would add
+# nothing. A boot: `bash /usr/local/sbin/workbench-boot --phases` (userdata/boot.sh's main) as
+# root. LiteLLM: its spend log's latest "startTime" (litellm-proxy-extras' schema.prisma); coder
+# adds to it only by spending Cline's budget, which is use. A sign that cannot be read counts as
+# none (0).
 signs_of_use() {
-  local sessions=0 booting=0 recorded=0 what="nothing since the boot" heartbeat request
-  pgrep -x ssm-session-worker >/dev/null && sessions=1
-  pgrep -f -- "workbench-boot --phases" >/dev/null && booting=1
+  local sessions=0 booting=0 recorded=0 what="nothing since the boot" request
+  root_runs "$ROOT/usr/bin/ssm-session-worker" && sessions=1
+  root_runs /usr/bin/bash "$ROOT/usr/local/sbin/workbench-boot" --phases && booting=1
   [[ -s $LAST_USE ]] && read -r recorded what <"$LAST_USE"
-  heartbeat=$(curl --fail --silent --connect-timeout 10 --max-time 5 http://127.0.0.1:8080/healthz 2>/dev/null |
-    python3 -c 'import json, sys; print(int(json.load(sys.stdin)["lastHeartbeat"]))' 2>/dev/null) || heartbeat=0
   request=$(timeout 30 docker compose --project-directory "$INSTALL_DIR/litellm" exec -T litellm-postgres \
     psql -U litellm -d litellm -tAc 'SELECT coalesce(extract(epoch FROM max("startTime"))::bigint, 0) FROM "LiteLLM_SpendLogs"' \
     2>/dev/null | tr -dc '0-9') || request=0
-  echo "$sessions $booting $recorded ${heartbeat:-0} ${request:-0} $what"
+  echo "$sessions $booting $recorded ${request:-0} $what"
 }
 
 main() {

