@@ -36,11 +36,22 @@ class GatewayError(Exception):
 
 
 class FakeAwsServices(BaseHTTPRequestHandler):
-    """Records every POST; answers Converse calls like Bedrock and OTLP posts like Langfuse."""
+    """Records every request; answers Converse calls like Bedrock and OTLP posts like Langfuse."""
 
-    def do_POST(self):
+    def record(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
         self.server.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+
+    def do_GET(self):
+        """Only LiteLLM's pass-through routes (/langfuse/*, ...) send other methods: recorded, so a test
+        sees what got through and with which credentials, and refused, as these fakes serve nothing else."""
+        self.record()
+        self.send_error(501, f"the fake serves no {self.command}")
+
+    do_DELETE = do_PUT = do_PATCH = do_GET
+
+    def do_POST(self):
+        self.record()
         model_id = urllib.parse.unquote(self.path.split("/")[2]) if self.path.startswith("/model/") else None
         if model_id in self.server.unsubscribed:
             # Bedrock's answer to the first call of a model the account is not subscribed to, by a

@@ -1,11 +1,12 @@
 """LiteLLM custom auth that stands in for LiteLLM's key table, which needs Postgres (offline: no).
 
 With a database, LiteLLM looks a virtual key up by its sha256 and builds UserAPIKeyAuth from the
-stored row; here the row is what /key/generate stores from the boot's request (the file named by
-WORKBENCH_STORED_KEY, made by assets/boot/litellm_key_request.py). Every check after the lookup is
-LiteLLM's own: with `custom_auth_run_common_checks` and `enable_post_custom_auth_checks` the proxy
-runs enforce_key_and_fallback_model_access (the function its database path calls) and the
-key's route check. Loaded by the proxy from its config's directory (general_settings.custom_auth).
+stored row; here the rows are what /key/generate stores from the boot's requests (the file named
+by WORKBENCH_STORED_KEYS holds a JSON list of bodies made by assets/boot/litellm_key_request.py).
+Every check after the lookup is LiteLLM's own: with `custom_auth_run_common_checks` and
+`enable_post_custom_auth_checks` the proxy runs enforce_key_and_fallback_model_access (the
+function its database path calls) and RouteChecks.should_call_route, the key's route check.
+Loaded by the proxy from its config's directory (general_settings.custom_auth).
 """
 
 import json
@@ -19,8 +20,9 @@ STORED_FIELDS = ("key_alias", "user_id", "models", "max_budget", "budget_duratio
 
 
 async def user_api_key_auth(request, api_key: str) -> UserAPIKeyAuth:
-    stored = json.loads(Path(os.environ["WORKBENCH_STORED_KEY"]).read_text())
-    if api_key != stored["key"]:
-        raise Exception("Authentication Error, Invalid proxy server token passed")
-    token = hash_token(stored["key"])
-    return UserAPIKeyAuth(api_key=token, token=token, spend=0.0, **{field: stored[field] for field in STORED_FIELDS})
+    for stored in json.loads(Path(os.environ["WORKBENCH_STORED_KEYS"]).read_text()):
+        if api_key == stored["key"]:
+            token = hash_token(stored["key"])
+            return UserAPIKeyAuth(api_key=token, token=token, spend=0.0,
+                                  **{field: stored[field] for field in STORED_FIELDS})
+    raise Exception("Authentication Error, Invalid proxy server token passed")

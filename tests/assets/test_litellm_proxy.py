@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -118,24 +119,36 @@ def test_bedrocks_first_use_denial_reaches_the_client_naming_its_cause(proxy):
 
 
 CLINE_KEY = "sk-" + "c" * 32
+LANGFUSE_KEY = "sk-" + "l" * 32
+# Cline's key as the boot built it before issue 18: LiteLLM's "llm_api_routes" group.
+OLD_ROUTES_KEY = "sk-" + "o" * 32
 # A model id LiteLLM's own model map does not know: its window and prices come from workbench.yaml alone.
 UNKNOWN_MODEL = {"name": "future", "model_id": "us.anthropic.claude-future-9-20270101-v1:0",
                  "context_window": 500000, "max_output_tokens": 32000, "prompt_caching": True,
                  "usd_per_million_tokens": {"input": 2.0, "output": 10.0, "cache_write": 2.5, "cache_read": 0.2}}
 
 
+def key_request(alias: str, user_id: str, key: str, model_names: str) -> dict:
+    """The body the boot sends to /key/generate for one key (its litellm-keys.sh arguments)."""
+    return json.loads(subprocess.run(
+        [sys.executable, str(KEY_REQUEST), alias, user_id, "test"], input=key, capture_output=True, text=True,
+        check=True, env={"LITELLM_MODEL_NAMES": model_names, "CLINE_BUDGET_USD_PER_DAY": "20"},
+    ).stdout)
+
+
 @pytest.fixture(scope="module")
 def proxy_as_on_the_box(tmp_path_factory):
-    """The proxy with Cline's key stored as the boot creates it, for the first model and an unknown one."""
+    """The proxy with the boot's keys stored as it creates them (Cline's for the first model and an
+    unknown one, Langfuse's), and Cline's key with the old route group for comparison."""
     workdir = tmp_path_factory.mktemp("litellm-keys")
     defaults = yaml.safe_load(settings.DEFAULT_SETTINGS_FILE.read_text())["models"]
-    first_model = defaults[0]["name"]
-    stored = workdir / "cline-key.json"
-    stored.write_text(subprocess.run(
-        [sys.executable, str(KEY_REQUEST), "cline", "alice", "Cline"], input=CLINE_KEY, capture_output=True, text=True, check=True,
-        env={"LITELLM_MODEL_NAMES": f"{first_model},future",
-             "CLINE_BUDGET_USD_PER_DAY": "20"},
-    ).stdout)
+    cline = key_request("cline", "alice", CLINE_KEY, f"{defaults[0]['name']},future")
+    stored = workdir / "stored-keys.json"
+    stored.write_text(json.dumps([
+        cline,
+        key_request("langfuse", "langfuse", LANGFUSE_KEY, ",".join(m["name"] for m in defaults)),
+        {**cline, "key": OLD_ROUTES_KEY, "allowed_routes": ["llm_api_routes"]},
+    ]))
 
     def stored_keys(config, tree):
         shutil.copyfile(STORED_KEY_AUTH, workdir / STORED_KEY_AUTH.name)  # found next to the config
@@ -143,7 +156,7 @@ def proxy_as_on_the_box(tmp_path_factory):
         config["general_settings"]["custom_auth_run_common_checks"] = True
         config["litellm_settings"]["enable_post_custom_auth_checks"] = True
 
-    yield from start_proxy(workdir, stored_keys, {"WORKBENCH_STORED_KEY": str(stored)},
+    yield from start_proxy(workdir, stored_keys, {"WORKBENCH_STORED_KEYS": str(stored)},
                            overrides={"models": json.dumps([*defaults, UNKNOWN_MODEL])})
 
 
@@ -246,3 +259,118 @@ def test_a_cline_task_arrives_in_langfuse_as_one_session_of_the_workbenchs_user(
         assert time.monotonic() < started + 30, "no span with the task's session id reached the fake Langfuse"
         time.sleep(0.2)
     assert span["user.id"] == "alice"  # Cline's key's user_id: the workbench's name
+
+
+def call(port: int, method: str, path: str, headers: dict, body: dict | None = None) -> tuple[int, str]:
+    """(status, answer text) of any request to the proxy."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"content-type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+# What a holder of a workbench key must not reach. LiteLLM's pass-through routes forward with the
+# server's own credentials: /langfuse/* with the project's key pair (read, delete, re-point the
+# playground's connection), /bedrock/* signed with the server's AWS credentials; MCP and key, user and
+# config management are LiteLLM's admin surface. Each path exists in LiteLLM 1.108.7 (its
+# /openapi.json), so a refusal is the key's route check and not a 404; a model in a path is one
+# the keys may call, so the model check does not refuse it first.
+FORBIDDEN_CALLS = [
+    ("GET", "/langfuse/api/public/traces"),
+    ("DELETE", "/langfuse/api/public/traces/a-trace-id"),
+    ("PUT", "/langfuse/api/public/llm-connections"),
+    ("POST", "/bedrock/model/claude-sonnet-4-5/converse"),
+    ("GET", "/bedrock/foundation-models"),
+    ("GET", "/openai/v1/models"),
+    ("POST", "/openai/v1/chat/completions"),
+    ("POST", "/anthropic/v1/messages"),
+    ("POST", "/vertex_ai/v1/projects/p/locations/us-central1/publishers/google/models/claude-sonnet-4-5:generateContent"),
+    ("POST", "/mcp"),
+    ("GET", "/mcp"),
+    ("DELETE", "/mcp"),
+    ("POST", "/mcp/proxy"),
+    ("GET", "/mcp-rest/tools/list"),
+    ("POST", "/mcp-rest/tools/call"),
+    ("POST", "/key/generate"),
+    ("GET", "/key/list"),
+    ("GET", "/key/info"),
+    ("POST", "/key/update"),
+    ("POST", "/key/delete"),
+    ("GET", "/user/info"),
+    ("GET", "/user/list"),
+    ("POST", "/user/new"),
+    ("POST", "/user/delete"),
+    ("GET", "/config/pass_through_endpoint"),
+    ("POST", "/config/pass_through_endpoint"),
+    ("DELETE", "/config/pass_through_endpoint"),
+]
+
+
+def as_the_client_sends_it(key: str, path: str) -> dict:
+    """The key in the header the route reads: LiteLLM's /langfuse/* takes it as the password of Basic
+    auth, the way Langfuse's SDKs send their key pair (proxy/vertex_ai_endpoints/langfuse_endpoints.py)."""
+    if path.startswith("/langfuse/"):
+        return {"authorization": "Basic " + base64.b64encode(f"anyone:{key}".encode()).decode()}
+    return {"authorization": f"Bearer {key}"}
+
+
+def reached_upstream(proxy: dict, probe: str) -> list:
+    """The requests the fakes behind the proxy (Bedrock, Langfuse) received carrying this probe.
+
+    Langfuse's pass-through targets its fake here (LANGFUSE_HOST); the other providers' would go
+    to their public hosts, unreachable offline, so for them the route check's refusal is the proof."""
+    return [(path, headers) for fake in (proxy["bedrock"], proxy["langfuse"])
+            for path, headers, _ in fake.requests if probe in path]
+
+
+@pytest.mark.parametrize("key", [CLINE_KEY, LANGFUSE_KEY], ids=["cline", "langfuse"])
+@pytest.mark.parametrize(("method", "path"), FORBIDDEN_CALLS, ids=[" ".join(c) for c in FORBIDDEN_CALLS])
+def test_the_boots_keys_reach_no_pass_through_mcp_or_management_route(proxy_as_on_the_box, key, method, path):
+    probe = f"probe-{uuid.uuid4().hex}"  # finds this request among what reached the fakes
+    status, answer = call(proxy_as_on_the_box["port"], method, f"{path}?{probe}=1", as_the_client_sends_it(key, path),
+                          {} if method in ("POST", "PUT") else None)
+    assert status in (401, 403), (status, answer[:500])
+    assert "not allowed to call this route" in answer, answer[:500]
+    assert reached_upstream(proxy_as_on_the_box, probe) == []
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/langfuse/api/public/traces"),
+                                              ("DELETE", "/langfuse/api/public/traces/a-trace-id")])
+def test_the_old_route_group_let_a_key_through_to_langfuse_with_the_servers_key_pair(
+        proxy_as_on_the_box, method, path):
+    """The regression baseline: the same request with ["llm_api_routes"] reached Langfuse as the server."""
+    probe = f"probe-{uuid.uuid4().hex}"
+    status, answer = call(proxy_as_on_the_box["port"], method, f"{path}?{probe}=1",
+                          as_the_client_sends_it(OLD_ROUTES_KEY, path))
+    assert status not in (401, 403), answer[:500]
+    ((upstream_path, headers),) = reached_upstream(proxy_as_on_the_box, probe)
+    assert upstream_path.startswith(path.removeprefix("/langfuse"))
+    assert headers["authorization"] == "Basic " + base64.b64encode(f"{PUBLIC_KEY}:{SECRET_KEY}".encode()).decode()
+
+
+def test_langfuses_key_answers_its_playground_and_its_evaluators(proxy_as_on_the_box):
+    """What Langfuse's LLM connection sends (baseURL http://litellm:4000/v1, adapter openai): the AI SDK's
+    OpenAI-compatible chat model posts <baseURL>/chat/completions with a Bearer key, streamed in the
+    playground and with a JSON schema for evaluators and the connection test (langfuse v4.16.0
+    packages/shared/src/server/llm/ai-sdk/providers/openai.ts, testModelCall.ts; vercel/ai
+    packages/openai-compatible/src/chat/openai-compatible-chat-language-model.ts)."""
+    port, model = proxy_as_on_the_box["port"], settings.load().models[0].name
+    bearer = {"authorization": f"Bearer {LANGFUSE_KEY}"}
+    messages = [{"role": "user", "content": "Extract a score (1-5) and reasoning from this text: 'It worked.'"}]
+    schema = {"type": "object", "properties": {"score": {"type": "string"}, "reasoning": {"type": "string"}},
+              "required": ["score", "reasoning"], "additionalProperties": False}
+    status, answer = call(port, "POST", "/v1/chat/completions", bearer, {
+        "model": model, "messages": messages, "temperature": 0,
+        "response_format": {"type": "json_schema", "json_schema": {"schema": schema, "strict": True, "name": "response"}},
+    })
+    assert status == 200, answer[:500]
+    status, answer = call(port, "POST", "/v1/chat/completions", bearer,
+                          {"model": model, "messages": messages, "stream": True})
+    assert status == 200, answer[:500]
+    assert "".join(STREAMED_TEXT) == "".join(
+        json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+        for line in answer.splitlines() if line.startswith("data: {") and json.loads(line[6:]).get("choices"))
