@@ -17,18 +17,15 @@ from workbench import connect as connecting
 from workbench.aws import WorkbenchAws, WorkbenchError
 from workbench.contract import BOOT_SCRIPT_ON_BOX, SERVICE_PORTS
 from workbench.secrets import BY_KEY, derive
+from workbench.terminal import printable, say
 
 NOT_HEALTHY = 3
+# Where Cline reaches LiteLLM on the box (userdata/boot.sh's CLINE_LITELLM_URL): Cline runs in
+# code-server's extension host there, so this is no browser's URL and no tunnel's port.
 BOX_LITELLM_URL = f"http://localhost:{SERVICE_PORTS['LiteLLM']}"
 # What `workbench logs` can show; boot.sh's service_logs knows how to read each.
 LOG_SOURCES = ("boot", "langfuse-web", "langfuse-worker", "langfuse-postgres", "clickhouse", "redis",
                "litellm", "litellm-postgres", "code-server")
-
-
-def say(message: str) -> None:
-    print(message, flush=True)
-
-
 
 
 def cmd_connect(aws: WorkbenchAws, args) -> int:
@@ -85,6 +82,7 @@ def cmd_status(aws: WorkbenchAws, args) -> int:
                and not any(result.ready is False for result in access))
     report["healthy"] = healthy
     if args.json:
+        # json.dumps writes every control character as a \u escape: the answer stays whole and printable.
         print(json.dumps(report, indent=2))
     else:
         say(f"workbench  {deployment.name} ({deployment.region})")
@@ -108,7 +106,8 @@ def cmd_logs(aws: WorkbenchAws, args) -> int:
     deployment = aws.deployment(args.name)
     if aws.instance_state(deployment.instance_id) != "running":
         raise WorkbenchError(f"instance {deployment.instance_id} is not running; `workbench connect` starts it")
-    sys.stdout.write(aws.run_shell(deployment.instance_id, f"{BOOT_SCRIPT_ON_BOX} --logs {args.service} {args.lines}"))
+    sys.stdout.write(printable(aws.run_shell(deployment.instance_id,
+                                             f"{BOOT_SCRIPT_ON_BOX} --logs {args.service} {args.lines}")))
     return 0
 
 
@@ -181,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.name = settings.load().name
         return args.handler(WorkbenchAws(region=args.region, profile=args.profile), args)
     except (WorkbenchError, settings.SettingsError) as error:
-        print(f"workbench: {error}", file=sys.stderr)
+        print(printable(f"workbench: {error}"), file=sys.stderr)
         return 1
 
 

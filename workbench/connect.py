@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from workbench.aws import Deployment, WorkbenchAws, WorkbenchError
-from workbench.contract import SERVICE_PORTS, port_forward_argv
+from workbench.contract import SERVICE_PORTS, port_forward_argv, service_url
 
 # Langfuse signs logins for the URL in its NEXTAUTH_URL, http://localhost:3000, so its local
 # port cannot move; an offset applies to the other two.
@@ -33,7 +33,7 @@ class Forward:
 
     @property
     def url(self) -> str:
-        return f"http://localhost:{self.local_port}"
+        return service_url(self.service, self.local_port)
 
 
 def plan(port_offset: int) -> list[Forward]:

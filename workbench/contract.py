@@ -8,6 +8,15 @@ reads them. A name changed here changes on both sides at once.
 # their own machine through the SSM tunnel).
 SERVICE_PORTS = {"Langfuse": 3000, "LiteLLM": 4000, "VS Code": 8080}
 
+# The host name each service is opened on in the operator's browser. Cookies are not separated
+# by port (RFC 6265 section 8.5), and VS Code's origin is the coding user's: code-server runs as
+# that user and serves /proxy/<port>/ from its processes. So VS Code gets a host of its own:
+# 127.0.0.1 and localhost are different hosts and different sites, so no cookie of Langfuse
+# (its NEXTAUTH_URL is http://localhost:3000) or LiteLLM's UI (its admin `token` cookie is
+# readable by scripts) reaches a page the coding user serves. The tunnel listens on 127.0.0.1:
+# session-manager-plugin binds "localhost:<port>", and Go listens on its first IPv4 address.
+SERVICE_HOSTS = {"Langfuse": "localhost", "LiteLLM": "localhost", "VS Code": "127.0.0.1"}
+
 # Where the user data installs the boot script; `workbench status` and `logs` run it through SSM.
 BOOT_SCRIPT_ON_BOX = "/usr/local/sbin/workbench-boot"
 # Copies Langfuse's media and exports from the blob bucket onto the data volume (`make destroy`
@@ -28,6 +37,12 @@ BOOT_REPORT = "BootReport"
 def output_prefix(service: str) -> str:
     """How the stack's outputs name a service: LangfuseUrl, VSCodePortForwardCommand, ..."""
     return service.replace(" ", "")
+
+
+def service_url(service: str, local_port: int) -> str:
+    """Where the operator opens a service through its tunnel on local_port (stack outputs,
+    `workbench connect`, `workbench credentials`)."""
+    return f"http://{SERVICE_HOSTS[service]}:{local_port}"
 
 
 def url_output(service: str) -> str:

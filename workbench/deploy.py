@@ -5,6 +5,8 @@
    this tool does not understand could make it check one stack and deploy another.
 2. Settle the account and region once (the CDK CLI's own order of sources), and give both the
    CDK CLI and boto3 the same profile and region.
+   A restore (`data_snapshot_id` for a new workbench) must name a completed snapshot of this
+   account that a destroy or Data Lifecycle Manager left for this workbench.
 3. `cdk bootstrap`, then `cdk deploy --method=prepare-change-set`: CloudFormation says what the
    deploy would do, and nothing is changed yet.
 4. Refuse the change set if it would replace the instance or the data volume (which holds the
@@ -13,8 +15,10 @@
    causes are a lost cdk.context.json (a newer image), a changed `vpc` or `data_snapshot_id`,
    or an edited secret definition — unless ALLOW_DATA_LOSS=1. The way to a new instance that
    keeps the data is `make destroy` and a deploy with `-c data_snapshot_id=` (README).
-5. Execute that very change set and follow the stack's events until it settles: a failed boot
-   shows up as the wait condition's reason, and the deploy fails with it.
+5. Start the instance, if it is stopped, when the change set modifies it; then execute that very
+   change set and follow the stack's events until it settles: a failed boot shows up as the wait
+   condition's reason, and the deploy fails with it. What it prints from AWS and the box goes
+   through workbench/terminal.py.
 
 Run: python -m workbench.deploy [-c KEY=VALUE]... [--profile NAME] [--no-rollback] [--verbose]
 """
@@ -34,7 +38,7 @@ from pathlib import Path
 import boto3
 import botocore.exceptions
 
-from workbench import bedrock_access, contract
+from workbench import bedrock_access, contract, snapshots, terminal
 from workbench import settings as workbench_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +49,8 @@ OUTPUT_FLAGS = ("--verbose", "-v", "-vv", "-vvv", "--debug", "--no-color", "--tr
 SETTLED_SUFFIXES = ("_COMPLETE", "_FAILED")
 IN_PROGRESS_SUFFIX = "_IN_PROGRESS"
 POLL_SECONDS = 5
+# How many polls an instance gets to reach the state a deploy waits for: 10 minutes.
+INSTANCE_WAIT_POLLS = 120
 
 
 class DeployError(Exception):
@@ -141,9 +147,15 @@ class Target:
 
     def cdk(self, *args: str) -> None:
         env = {**os.environ, "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
-        result = subprocess.run([str(CDK), *args], cwd=ROOT, env=env)
-        if result.returncode != 0:
-            raise DeployError(f"cdk {args[0]} failed with exit status {result.returncode}")
+        # The CDK CLI prints stack events with their reasons, which carry AWS's and the box's text:
+        # its output reaches the terminal line by line through terminal.say.
+        with subprocess.Popen([str(CDK), *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, errors="replace") as cdk:
+            assert cdk.stdout is not None  # piped above
+            for line in cdk.stdout:
+                terminal.say(line.rstrip("\n"))
+        if cdk.returncode != 0:
+            raise DeployError(f"cdk {args[0]} failed with exit status {cdk.returncode}")
 
     @property
     def cloudformation(self):
@@ -168,20 +180,31 @@ def dangerous_changes(changes: list[dict]) -> list[str]:
     return found
 
 
-def keep_restore_snapshot(target: Target, args: CdkArgs, stack_name: str, wanted: str | None, say=print) -> None:
-    """`data_snapshot_id` shapes the data volume of a new workbench only; on later deploys the volume's
-    own snapshot id is passed again, so a deploy without `-c data_snapshot_id` does not read as
-    "replace the volume with a blank one"."""
+def stack_outputs(target: Target, stack_name: str) -> dict[str, str] | None:
+    """The deployed stack's outputs; None before its first deploy."""
     try:
         (stack,) = target.cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     except botocore.exceptions.ClientError as error:
         if "does not exist" in str(error):
-            return  # a new workbench: the setting applies as given
+            return None
         raise
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def existing_data_volume(target: Target, stack_name: str) -> dict | None:
+    """The deployed stack's data volume; None for a workbench whose deploy creates it."""
+    outputs = stack_outputs(target, stack_name) or {}
     if contract.DATA_VOLUME_ID not in outputs:
-        return
+        return None
     (volume,) = target.session.client("ec2").describe_volumes(VolumeIds=[outputs[contract.DATA_VOLUME_ID]])["Volumes"]
+    return volume
+
+
+def keep_restore_snapshot(args: CdkArgs, stack_name: str, volume: dict, wanted: str | None,
+                          say=terminal.say) -> None:
+    """`data_snapshot_id` shapes the data volume of a new workbench only; on later deploys the volume's
+    own snapshot id is passed again, so a deploy without `-c data_snapshot_id` does not read as
+    "replace the volume with a blank one"."""
     current = volume.get("SnapshotId") or None
     if wanted == current:
         return
@@ -192,7 +215,45 @@ def keep_restore_snapshot(target: Target, args: CdkArgs, stack_name: str, wanted
     raise DeployError(
         f"data_snapshot_id: {wanted} applies only to a new workbench; {stack_name} already has its data volume "
         f"{volume['VolumeId']}{f' (from {current})' if current else ''}. To restore {wanted}, `make destroy` this "
-        "workbench first, or deploy it under another name (-c name=…)")
+        "workbench first")
+
+
+def check_restore_snapshot(target: Target, settings: workbench_settings.Settings) -> None:
+    """A new workbench's data volume is created from `data_snapshot_id`, and its boot takes what the
+    volume holds as its own: the seed every key is derived from, the coding user's home, the
+    databases. So the snapshot must be this account's, in this region, completed, and left for this
+    workbench: `make destroy` and Data Lifecycle Manager both tag it ai-workbench: <name> (DLM
+    copies the data volume's tags, which carry the stack's). A snapshot shared into the account,
+    or another workbench's, is refused before anything changes."""
+    wanted = settings.data_snapshot_id
+    try:
+        found = target.session.client("ec2").describe_snapshots(SnapshotIds=[wanted])["Snapshots"]
+    except botocore.exceptions.ClientError as error:
+        if error.response["Error"]["Code"] != "InvalidSnapshot.NotFound":
+            raise
+        found = []
+    tag = snapshots.WORKBENCH_TAG
+    problem = ""
+    if not found:
+        problem = f"there is no such snapshot in {target.region}"
+    else:
+        (snapshot,) = found
+        tagged = {t["Key"]: t["Value"] for t in snapshot.get("Tags", [])}.get(tag)
+        if snapshot["OwnerId"] != target.account:
+            problem = f"it belongs to account {snapshot['OwnerId']}"
+        elif tagged != settings.name:
+            problem = (f"it is tagged {tag}={tagged}" if tagged else f"it has no {tag} tag") + (
+                "; to restore it into this workbench on purpose, tag it first: aws ec2 create-tags --resources "
+                f"{wanted} --tags Key={tag},Value={settings.name}")
+        elif snapshot["State"] != "completed":
+            problem = f"it is {snapshot['State']}, not completed yet"
+        elif snapshot["VolumeSize"] > settings.data_volume_gib:
+            problem = (f"it holds a {snapshot['VolumeSize']} GiB volume and data_volume_gib is "
+                       f"{settings.data_volume_gib}; set data_volume_gib to at least {snapshot['VolumeSize']}")
+    if problem:
+        raise DeployError(
+            f"data_snapshot_id: {wanted} cannot be restored ({problem}); allowed: a completed snapshot of account "
+            f"{target.account} in {target.region} tagged {tag}={settings.name} (`workbench list` shows them)")
 
 
 def prepare_change_set(target: Target, args: CdkArgs, stack_name: str, change_set: str) -> None:
@@ -234,8 +295,38 @@ def discard(target: Target, stack_name: str, change_set: str) -> None:
         target.cloudformation.delete_stack(StackName=stack_name)
 
 
+def modifies_the_instance(changes: list[dict]) -> bool:
+    return any(change.get("ResourceChange", {}).get("ResourceType") == "AWS::EC2::Instance"
+               and change["ResourceChange"].get("Action") == "Modify" for change in changes)
+
+
+def start_for_update(target: Target, stack_name: str, say=terminal.say) -> None:
+    """Starts the stack's instance, when it is stopped (or stopping), and waits until it runs.
+
+    AWS documents that a user-data change stops and starts a running instance, which then boots
+    the new user data and signals the new wait condition; it does not say what happens to a
+    stopped one (an idle stop leaves it so), where that signal might never come and the update
+    would roll back after the wait condition's timeout."""
+    instance_id = (stack_outputs(target, stack_name) or {}).get(contract.INSTANCE_ID)
+    if instance_id is None:
+        return
+    ec2 = target.session.client("ec2")
+    (reservation,) = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+    state = reservation["Instances"][0]["State"]["Name"]
+    if state not in ("pending", "stopping", "stopped"):
+        return  # running; or terminated, which no start helps and CloudFormation's update reports
+    waiting = {"InstanceIds": [instance_id],
+               "WaiterConfig": {"Delay": POLL_SECONDS, "MaxAttempts": INSTANCE_WAIT_POLLS}}
+    if state != "pending":
+        say(f"deploy: this update changes {instance_id}, which is {state}: starting it first, so it boots the "
+            "new settings and reports back")
+        ec2.get_waiter("instance_stopped").wait(**waiting)  # EC2 refuses to start an instance that is stopping
+        ec2.start_instances(InstanceIds=[instance_id])
+    ec2.get_waiter("instance_running").wait(**waiting)
+
+
 def execute_and_follow(target: Target, stack_name: str, change_set: str, no_rollback: bool,
-                       say=print) -> dict[str, str]:
+                       say=terminal.say) -> dict[str, str]:
     """Executes the inspected change set and prints the stack's events until it settles."""
     cloudformation = target.cloudformation
     seen = {event["EventId"] for event in _events(cloudformation, stack_name)}
@@ -267,7 +358,7 @@ def _events(cloudformation, stack_name: str) -> list[dict]:
     return cloudformation.describe_stack_events(StackName=stack_name)["StackEvents"]
 
 
-def deploy(argv: list[str], say=print) -> int:
+def deploy(argv: list[str], say=terminal.say) -> int:
     args = parse_cdk_args(argv)
     loaded = workbench_settings.load(overrides=args.context)
     stack_name = loaded.stack_name
@@ -275,7 +366,11 @@ def deploy(argv: list[str], say=print) -> int:
     say(f"deploy: {stack_name} into account {target.account}, region {target.region}"
         + (f" (profile {args.profile})" if args.profile else ""))
     bedrock_access.report(target.session, loaded.models, say)
-    keep_restore_snapshot(target, args, stack_name, loaded.data_snapshot_id, say)
+    volume = existing_data_volume(target, stack_name)
+    if volume is not None:
+        keep_restore_snapshot(args, stack_name, volume, loaded.data_snapshot_id, say)
+    elif loaded.data_snapshot_id:
+        check_restore_snapshot(target, loaded)
     target.cdk("bootstrap", f"aws://{target.account}/{target.region}", *args.for_cdk())
     change_set = f"workbench-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     prepare_change_set(target, args, stack_name, change_set)
@@ -296,6 +391,8 @@ def deploy(argv: list[str], say=print) -> int:
         return 1
     if dangers:
         say("deploy: ALLOW_DATA_LOSS=1, going ahead although: " + "; ".join(dangers))
+    if modifies_the_instance(changes):
+        start_for_update(target, stack_name, say)
     say(f"deploy: executing change set {change_set} ({len(changes)} changes)")
     outputs = execute_and_follow(target, stack_name, change_set, args.no_rollback, say)
     say(f"deploy: {stack_name} is ready")
@@ -304,10 +401,16 @@ def deploy(argv: list[str], say=print) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def main(argv: list[str]) -> int | str:
+    """`python -m workbench.deploy`: its exit status, or the one line that sys.exit prints for a failure
+    (which may quote a stack event's reason or the box's output, so it is made printable)."""
     try:
-        sys.exit(deploy(sys.argv[1:]))
+        return deploy(argv)
     except workbench_settings.SettingsError as error:
-        sys.exit(f"workbench settings: {error}")
+        return terminal.printable(f"workbench settings: {error}")
     except DeployError as error:
-        sys.exit(f"deploy: {error}")
+        return terminal.printable(f"deploy: {error}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -10,7 +10,11 @@
 4. `cdk destroy --force`: the data volume's DeletionPolicy Snapshot makes CloudFormation
    snapshot it before deleting it.
 5. Tag that snapshot (ai-workbench: <name>, ai-workbench-snapshot: final) and print it with
-   the commands that restore it or delete it. `workbench list` shows it from then on.
+   the commands that restore it or delete it. `workbench list` shows it from then on, and
+   `make deploy` restores only a snapshot with that tag (deploy.check_restore_snapshot).
+
+What it prints from AWS and the box (the CDK CLI's stack events, SSM output) goes through
+workbench/terminal.py.
 
 Run: python -m workbench.destroy [-c KEY=VALUE]... [--profile NAME]
 """
@@ -22,7 +26,7 @@ import sys
 
 import botocore.exceptions
 
-from workbench import contract, snapshots
+from workbench import contract, snapshots, terminal
 from workbench import settings as workbench_settings
 from workbench.aws import WorkbenchAws, WorkbenchError
 from workbench.deploy import CdkArgs, DeployError, Target, parse_cdk_args
@@ -30,7 +34,7 @@ from workbench.deploy import CdkArgs, DeployError, Target, parse_cdk_args
 SAVE_TIMEOUT_SECONDS = 900
 
 
-def save_blobs(target: Target, instance_id: str, say=print) -> None:
+def save_blobs(target: Target, instance_id: str, say=terminal.say) -> None:
     """Langfuse's media and exports onto the data volume, so the snapshot holds them."""
     box = WorkbenchAws(region=target.region, profile=target.profile)
     if box.instance_state(instance_id) != "running":
@@ -47,14 +51,14 @@ def save_blobs(target: Target, instance_id: str, say=print) -> None:
         say(f"destroy: ALLOW_DATA_LOSS=1, going ahead without Langfuse's latest media: {error}")
 
 
-def stop_for_snapshot(ec2, instance_id: str, say=print) -> None:
+def stop_for_snapshot(ec2, instance_id: str, say=terminal.say) -> None:
     """Stops the instance (a no-op when it is stopped) and waits until it is."""
     say(f"destroy: stopping {instance_id} so its data volume is snapshotted with every service shut down")
     ec2.stop_instances(InstanceIds=[instance_id])
     ec2.get_waiter("instance_stopped").wait(InstanceIds=[instance_id], WaiterConfig={"Delay": 5, "MaxAttempts": 120})
 
 
-def report(snapshot: snapshots.DataSnapshot | None, name: str, volume_id: str, say=print) -> None:
+def report(snapshot: snapshots.DataSnapshot | None, name: str, volume_id: str, say=terminal.say) -> None:
     if snapshot is None:
         say(f"destroy: no snapshot of the data volume {volume_id} was found; CloudFormation's stack events say why")
         return
@@ -65,7 +69,7 @@ def report(snapshot: snapshots.DataSnapshot | None, name: str, volume_id: str, s
     say(f"  delete it:  aws ec2 delete-snapshot --snapshot-id {snapshot.snapshot_id}")
 
 
-def destroy(argv: list[str], say=print) -> int:
+def destroy(argv: list[str], say=terminal.say) -> int:
     args: CdkArgs = parse_cdk_args(argv)
     name = workbench_settings.load(overrides=args.context).name
     stack_name = workbench_settings.stack_name_for(name)
@@ -89,10 +93,16 @@ def destroy(argv: list[str], say=print) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def main(argv: list[str]) -> int | str:
+    """`python -m workbench.destroy`: its exit status, or the one line that sys.exit prints for a failure
+    (which may quote a stack event's reason or the box's output, so it is made printable)."""
     try:
-        sys.exit(destroy(sys.argv[1:]))
+        return destroy(argv)
     except workbench_settings.SettingsError as error:
-        sys.exit(f"workbench settings: {error}")
+        return terminal.printable(f"workbench settings: {error}")
     except DeployError as error:
-        sys.exit(f"destroy: {error}")
+        return terminal.printable(f"destroy: {error}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -149,7 +149,7 @@ def test_credentials_print_logins_keys_and_cline_settings(aws_env, capsys):
     assert f"public key  {value('langfuse-public-key')}" in out and value("langfuse-public-key").startswith("pk-lf-")
     assert f"secret key  {value('langfuse-secret-key')}" in out
     assert f"master key  {value('litellm-master-key')}   (operator only: admin API and UI)" in out
-    assert f"password    {value('code-server-password')}" in out
+    assert f"VS Code       http://127.0.0.1:8080\n  password    {value('code-server-password')}" in out
     assert ("API Provider  LiteLLM\n  Base URL      http://localhost:4000   (on the box, where Cline runs)\n"
             f"  API Key       {value('litellm-cline-key')}   (Cline's own: these models, a daily budget)") in out
     # The master key is printed once, for the operator; Cline never gets it.
@@ -157,6 +157,7 @@ def test_credentials_print_logins_keys_and_cline_settings(aws_env, capsys):
     assert "Model         claude-sonnet-4-5   (also: claude-haiku-4-5)" in out
     _, shifted, _ = run(capsys, "credentials", "alice", "--port-offset", "10000")
     assert "LiteLLM       http://localhost:14000" in shifted and "Langfuse      http://localhost:3000" in shifted
+    assert "VS Code       http://127.0.0.1:18080" in shifted
     # Cline runs on the box: its base URL never follows the local tunnel's port.
     assert "Base URL      http://localhost:4000   (on the box, where Cline runs)" in shifted
 
@@ -265,6 +266,43 @@ def test_logs_tail_one_service_through_run_command(aws_env, capsys, box_answers)
     assert code == 1
 
 
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\rhealthy\x9b2J\x1b]52;c;cm0gLXJmIH4K\x07\x08\x7f"
+CONTROLS = {chr(c) for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]} - {"\n", "\t"}
+
+
+def test_logs_reach_the_terminal_printable(aws_env, capsys, box_answers):
+    """The boot log holds lines the coding user can write: no title, clipboard, erase or overwrite."""
+    deploy_fake_workbench("alice")
+    answers, _ = box_answers
+    answers["--logs"] = f"boot: phase services done\n{HOSTILE}\tok\n"
+    code, out, _ = run(capsys, "logs", "alice", "boot")
+    assert (code, out) == (0, "boot: phase services done\nhealthy\tok\n")
+
+
+def test_status_reaches_the_terminal_printable_and_json_keeps_the_answer(aws_env, capsys, ssm_ping, box_answers):
+    deploy_fake_workbench("alice")
+    answers, _ = box_answers
+    # Without its carriage return: str.splitlines, which reads the report, takes that for a line break.
+    in_line = HOSTILE.replace("\r", "")
+    answers["--health"] = f"litellm unhealthy{in_line}\nidle-stop {in_line}\n"
+    code, out, _ = run(capsys, "status", "alice")
+    assert code == cli.NOT_HEALTHY
+    assert "  litellm                     unhealthyhealthy\n" in out and "idle stop  healthy\n" in out
+    assert not set(out) & CONTROLS
+    code, out, _ = run(capsys, "status", "alice", "--json")
+    assert not set(out) & CONTROLS
+    assert json.loads(out)["services"]["litellm"] == f"unhealthy{in_line}"  # escaped, not lost
+
+
+def test_an_error_quoting_aws_reaches_the_terminal_printable(aws_env, capsys, monkeypatch):
+    def failing(self, name):
+        raise cli.WorkbenchError(f"stack ai-workbench-{name} is {HOSTILE} and has no instance yet")
+
+    monkeypatch.setattr(WorkbenchAws, "deployment", failing)
+    code, _, err = run(capsys, "status", "alice")
+    assert (code, err) == (1, "workbench: stack ai-workbench-alice is healthy and has no instance yet\n")
+
+
 def test_logs_refuse_an_unknown_service(aws_env, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["logs", "alice", "minio"])
@@ -346,7 +384,8 @@ def test_connect_starts_a_stopped_instance_waits_for_ssm_and_opens_three_forward
     assert f"instance {instance_id} is stopped: starting it" in out
     assert "waiting for its SSM agent (now: ConnectionLost)" in out
     assert "Langfuse  http://localhost:3000" in out and "LiteLLM   http://localhost:14000" in out
-    assert "VS Code   http://localhost:18080" in out and out.rstrip().endswith("port forwards closed")
+    # VS Code on a host of its own (workbench/contract.py, SERVICE_HOSTS): the tunnel listens on 127.0.0.1.
+    assert "VS Code   http://127.0.0.1:18080" in out and out.rstrip().endswith("port forwards closed")
     calls = stub_path.read_text().splitlines()
     assert len(calls) == 3
     for remote, local in ((3000, 3000), (4000, 14000), (8080, 18080)):

@@ -247,13 +247,14 @@ def restored_stack(aws_config):
 
 def test_a_restored_workbench_keeps_its_snapshot_id_on_later_deploys(restored_stack):
     target, snapshot = restored_stack
+    volume = deploy.existing_data_volume(target, "ai-workbench-alice")
     args, said = deploy.CdkArgs(context={"name": "alice"}), []
-    deploy.keep_restore_snapshot(target, args, "ai-workbench-alice", None, said.append)
+    deploy.keep_restore_snapshot(args, "ai-workbench-alice", volume, None, said.append)
     assert args.context == {"name": "alice", "data_snapshot_id": snapshot}
     assert said == [f"deploy: keeping data_snapshot_id={snapshot}, which ai-workbench-alice's data volume was "
                     "restored from"]
     same = deploy.CdkArgs(context={"data_snapshot_id": snapshot})
-    deploy.keep_restore_snapshot(target, same, "ai-workbench-alice", snapshot, said.append)
+    deploy.keep_restore_snapshot(same, "ai-workbench-alice", volume, snapshot, said.append)
     assert same.context == {"data_snapshot_id": snapshot}
 
 
@@ -262,12 +263,168 @@ def test_restoring_over_an_existing_workbench_is_refused_before_anything_changes
     with pytest.raises(deploy.DeployError, match=(
             rf"data_snapshot_id: snap-0123456789abcdef0 applies only to a new workbench; ai-workbench-alice already "
             rf"has its data volume vol-\w+ \(from {snapshot}\). To restore snap-0123456789abcdef0, `make destroy` "
-            r"this workbench first, or deploy it under another name")):
-        deploy.keep_restore_snapshot(target, deploy.CdkArgs(), "ai-workbench-alice", "snap-0123456789abcdef0")
+            r"this workbench first$")):
+        deploy.keep_restore_snapshot(deploy.CdkArgs(), "ai-workbench-alice",
+                                     deploy.existing_data_volume(target, "ai-workbench-alice"), "snap-0123456789abcdef0")
 
 
-def test_a_new_workbench_takes_the_snapshot_as_given(restored_stack):
+def test_a_new_workbench_has_no_data_volume_yet(restored_stack):
     target, _ = restored_stack
-    args = deploy.CdkArgs(context={"data_snapshot_id": "snap-0123456789abcdef0"})
-    deploy.keep_restore_snapshot(target, args, "ai-workbench-bob", "snap-0123456789abcdef0")
-    assert args.context == {"data_snapshot_id": "snap-0123456789abcdef0"}
+    assert deploy.existing_data_volume(target, "ai-workbench-bob") is None
+
+
+# --- a restore takes only a snapshot left for this workbench -------------------------------------
+
+def take_snapshot(ec2, tags: dict[str, str], gib: int = 60) -> str:
+    volume = ec2.create_volume(Size=gib, AvailabilityZone="us-east-1a")["VolumeId"]
+    spec = [{"ResourceType": "snapshot", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}] if tags else []
+    return ec2.create_snapshot(VolumeId=volume, TagSpecifications=spec)["SnapshotId"]
+
+
+def test_a_restore_of_a_snapshot_not_left_for_this_workbench_is_refused_before_anything_changes(cdk_in_moto):
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    bobs = take_snapshot(ec2, {"ai-workbench": "bob"})
+    with pytest.raises(deploy.DeployError) as refused:
+        deploy.deploy(["-c", "name=alice", "-c", f"data_snapshot_id={bobs}"], [].append)
+    assert str(refused.value) == (
+        f"data_snapshot_id: {bobs} cannot be restored (it is tagged ai-workbench=bob; to restore it into this "
+        f"workbench on purpose, tag it first: aws ec2 create-tags --resources {bobs} --tags Key=ai-workbench,"
+        "Value=alice); allowed: a completed snapshot of account 123456789012 in us-east-1 tagged ai-workbench=alice "
+        "(`workbench list` shows them)")
+    assert cdk_in_moto == {"cdk": [], "prepared": []}  # not even bootstrapped
+    alices = take_snapshot(ec2, {"ai-workbench": "alice", "ai-workbench-snapshot": "final"})
+    assert deploy.deploy(["-c", "name=alice", "-c", f"data_snapshot_id={alices}"], [].append) == 0
+    assert len(cdk_in_moto["prepared"]) == 1
+
+
+@pytest.mark.parametrize("case, problem", [
+    ("missing", "there is no such snapshot in us-east-1"),
+    ("untagged", "it has no ai-workbench tag; to restore it into this workbench on purpose, tag it first: aws ec2 "
+                 "create-tags --resources {snapshot} --tags Key=ai-workbench,Value=alice"),
+    ("pending", "it is pending, not completed yet"),
+    ("larger", "it holds a 100 GiB volume and data_volume_gib is 60; set data_volume_gib to at least 100"),
+    ("other account", "it belongs to account 123456789012"),
+])
+def test_what_a_restore_refuses(aws_config, case, problem):
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        snapshot = {
+            "missing": lambda: "snap-0123456789abcdef0",
+            "untagged": lambda: take_snapshot(ec2, {}),
+            "pending": lambda: take_snapshot(ec2, {"ai-workbench": "alice"}),
+            "larger": lambda: take_snapshot(ec2, {"ai-workbench": "alice"}, gib=100),
+            "other account": lambda: take_snapshot(ec2, {"ai-workbench": "alice"}),
+        }[case]()
+        if case == "pending":
+            # A snapshot EC2 is still taking reads State "pending" (EC2 API reference, Snapshot); moto
+            # completes them at once, so its record is set back.
+            from moto.ec2.models import ec2_backends
+            ec2_backends["123456789012"]["us-east-1"].snapshots[snapshot].status = "pending"
+        # moto shows no other account's snapshots (a public snapshot of another moto account was not found,
+        # tried with 5.2.5), so the other-account case deploys as another account instead.
+        account = "111122223333" if case == "other account" else "123456789012"
+        target = deploy.Target(boto3.session.Session(region_name="us-east-1"), None, "us-east-1", account)
+        settings = deploy.workbench_settings.load(overrides={"name": "alice", "data_snapshot_id": snapshot})
+        with pytest.raises(deploy.DeployError) as refused:
+            deploy.check_restore_snapshot(target, settings)
+    assert str(refused.value) == (
+        f"data_snapshot_id: {snapshot} cannot be restored ({problem.format(snapshot=snapshot)}); allowed: a completed "
+        f"snapshot of account {account} in us-east-1 tagged ai-workbench=alice (`workbench list` shows them)")
+
+
+# --- an idle-stopped box is started before an update changes it ------------------------------------
+
+def box_template(image: str, user_data: str, extra: dict | None = None) -> str:
+    """The workbench's instance and its InstanceId output, as moto models them (moto replaces the
+    instance on any update; AWS changes user data with a stop and start)."""
+    return json.dumps({
+        "Resources": {"Box": {"Type": "AWS::EC2::Instance", "Properties": {"ImageId": image, "UserData": user_data}},
+                      **(extra or {})},
+        "Outputs": {"InstanceId": {"Value": {"Ref": "Box"}}},
+    })
+
+
+@pytest.fixture
+def idle_stopped_box(cdk_in_moto, monkeypatch):
+    """A deployed workbench whose box is stopped; records the box's state when the change set is executed."""
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    cloudformation = boto3.client("cloudformation", region_name="us-east-1")
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    cloudformation.create_stack(StackName="ai-workbench-alice", TemplateBody=box_template(image, "Ym9vdCAx"))
+    (output,) = cloudformation.describe_stacks(StackName="ai-workbench-alice")["Stacks"][0]["Outputs"]
+    instance_id = output["OutputValue"]
+    ec2.stop_instances(InstanceIds=[instance_id])
+    box = {"instance_id": instance_id, "next_template": "", "state_at_execution": []}
+
+    def prepare(target, args, stack_name, change_set):
+        target.cloudformation.create_change_set(StackName=stack_name, ChangeSetName=change_set,
+                                                TemplateBody=box["next_template"], ChangeSetType="UPDATE")
+
+    def execute_and_follow(target, stack_name, change_set, no_rollback, say):
+        (reservation,) = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        box["state_at_execution"].append(reservation["Instances"][0]["State"]["Name"])
+        return original_execute(target, stack_name, change_set, no_rollback, say)
+
+    original_execute = deploy.execute_and_follow
+    monkeypatch.setattr(deploy, "prepare_change_set", prepare)
+    monkeypatch.setattr(deploy, "execute_and_follow", execute_and_follow)
+    box["image"] = image
+    return box
+
+
+def test_an_update_that_changes_a_stopped_box_starts_it_first(idle_stopped_box):
+    box = idle_stopped_box
+    box["next_template"] = box_template(box["image"], "Ym9vdCAy")  # new user data
+    said = []
+    assert deploy.deploy(["-c", "name=alice"], said.append) == 0
+    assert box["state_at_execution"] == ["running"]
+    assert (f"deploy: this update changes {box['instance_id']}, which is stopped: starting it first, so it boots "
+            "the new settings and reports back") in said
+
+
+def test_an_update_that_leaves_the_box_alone_leaves_it_stopped(idle_stopped_box):
+    box = idle_stopped_box
+    box["next_template"] = box_template(box["image"], "Ym9vdCAx",
+                                        {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}})
+    said = []
+    assert deploy.deploy(["-c", "name=alice"], said.append) == 0
+    assert box["state_at_execution"] == ["stopped"]
+    assert not any("starting it first" in line for line in said)
+
+
+# --- what reaches the terminal from AWS and the box ---------------------------------------------------
+
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\rboot ok\x9b2J\x1b]52;c;cm0gLXJmIH4K\x07"
+
+
+def test_stack_events_and_outputs_reach_the_terminal_printable(monkeypatch, capsys):
+    """The wait condition's reason and the BootReport output are what the box signalled."""
+    client = FailingBootStack()
+    client.events[1]["ResourceStatusReason"] += HOSTILE
+    target = type("Target", (), {"cloudformation": client})()
+    monkeypatch.setattr(deploy, "POLL_SECONDS", 0)
+    with pytest.raises(deploy.DeployError) as error:
+        deploy.execute_and_follow(target, "ai-workbench-alice", "workbench-1", no_rollback=False)
+    printed = capsys.readouterr().out
+    assert "for uniqueId: bootboot ok\n" in printed
+    assert not set(printed) & set("\x1b\x07\r\x9b")
+    monkeypatch.setattr(deploy, "deploy", lambda argv: (_ for _ in ()).throw(error.value))
+    exit_message = deploy.main([])
+    assert exit_message.endswith("for uniqueId: bootboot ok") and exit_message.startswith("deploy: the deploy of")
+
+
+def test_the_cdk_clis_output_reaches_the_terminal_printable(tmp_path, monkeypatch, capsys):
+    """The CDK CLI prints stack events with their reasons (cdk destroy); a stand-in for it writes a
+    reason with control sequences to its standard output and error."""
+    stand_in = tmp_path / "cdk"
+    stand_in.write_text("#!/bin/sh\nprintf 'ai-workbench-alice | DELETE_FAILED | %s\\n' \"$STUB_REASON\"\n"
+                        "printf '%s\\n' \"$STUB_REASON\" >&2\nexit 3\n")
+    stand_in.chmod(0o755)
+    monkeypatch.setattr(deploy, "CDK", stand_in)
+    monkeypatch.setenv("STUB_REASON", HOSTILE)
+    target = deploy.Target(None, None, "us-east-1", "123456789012")
+    with pytest.raises(deploy.DeployError, match="cdk destroy failed with exit status 3"):
+        target.cdk("destroy", "ai-workbench-alice")
+    printed = capsys.readouterr().out
+    # The carriage return reaches Python's universal newlines as a line break: it overwrites nothing.
+    assert printed == "ai-workbench-alice | DELETE_FAILED | \nboot ok\n\nboot ok\n"

@@ -153,3 +153,26 @@ def test_destroying_what_is_not_there_says_so(aws, cloudformation_destroy):
     assert destroy.destroy(["-c", "name=nobody"], said.append) == 0
     assert said == ["destroy: there is no ai-workbench-nobody in account 123456789012, region eu-west-1"]
     assert cloudformation_destroy == []
+
+
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\rsaved\x9b2J"
+
+
+def test_what_the_box_answers_reaches_the_terminal_printable(aws, box, cloudformation_destroy, monkeypatch,
+                                                              capsys):
+    """The blob save's output and its error line come from the box, through Run Command (moto's
+    answers are empty, so the box's are set here, in the form run_shell gives them)."""
+    deploy_fake_workbench(aws, "alice")
+    monkeypatch.setattr(WorkbenchAws, "run_shell", lambda self, instance, script, timeout, check: HOSTILE)
+    assert destroy.main(["-c", "name=alice"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "destroy: saved"
+
+    deploy_fake_workbench(aws, "bob")
+
+    def failing(self, instance, script, timeout, check):
+        raise WorkbenchError(f"`{script}` failed on {instance}: {HOSTILE}")
+
+    monkeypatch.setattr(WorkbenchAws, "run_shell", failing)
+    message = destroy.main(["-c", "name=bob"])
+    assert message.startswith("destroy: could not copy Langfuse's media and exports to the data volume (`bash ")
+    assert "failed on i-" in message and ": saved); nothing was destroyed." in message
