@@ -24,12 +24,20 @@ class BootPackage(Construct):
     that installs and runs the boot script, and the boot signal for this exact combination."""
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, secrets: WorkbenchSecrets,
-                 storage: LangfuseBlobStorage, data: DataVolume) -> None:
+                 storage: LangfuseBlobStorage, data: DataVolume, services_role: iam.IRole) -> None:
         super().__init__(scope, construct_id)
         with tempfile.TemporaryDirectory(prefix="workbench-bundle-") as scratch:
-            # The asset is copied into the cloud assembly right here, so the scratch copy can go.
-            self.bundle = s3_assets.Asset(self, "Bundle", path=str(bundle.render(settings, Path(scratch))))
-        deployment = deployment_env(settings, secrets, storage, data, self.bundle)
+            archive = Path(scratch) / "bundle.zip"
+            bundle_sha256 = bundle.pack(bundle.render(settings, Path(scratch) / "tree"), archive)
+            # A .zip file is a file asset, which the CDK CLI uploads as it is: the object in S3 is
+            # these bytes, whose hash the box checks (a directory would be zipped at deploy time,
+            # after the template is written). It is named after that same hash rather than CDK's
+            # cached fingerprint of the file, and copied into the cloud assembly right here, so
+            # the scratch copy can go.
+            self.bundle = s3_assets.Asset(self, "Bundle", path=str(archive), asset_hash=bundle_sha256)
+        deployment = deployment_env(settings, secrets, storage, data, self.bundle, bundle_sha256)
+        # What root's credentials endpoint assumes for the containers (assets/boot/service_credentials.py).
+        deployment["SERVICES_ROLE_ARN"] = services_role.role_arn
         self.signal = BootSignal(self, "Signal", deployment=deployment, boot_script=BOOT_SCRIPT.read_bytes())
         deployment["WAIT_HANDLE_URL"] = self.signal.url
         self.user_data = boot_user_data(deployment)
@@ -51,6 +59,7 @@ def deployment_env(
     storage: LangfuseBlobStorage,
     data: DataVolume,
     bundle_asset: s3_assets.Asset,
+    bundle_sha256: str,
 ) -> dict[str, str]:
     """What the boot script needs to know about this deployment: names, locations, versions."""
     versions = settings.versions
@@ -58,6 +67,8 @@ def deployment_env(
         "WORKBENCH_NAME": settings.name,
         "AWS_REGION": Aws.REGION,
         "BUNDLE_URL": bundle_asset.s3_object_url,
+        # What the boot checks the downloaded bundle against before it unpacks and runs it as root.
+        "BUNDLE_SHA256": bundle_sha256,
         "BLOB_BUCKET": storage.bucket.bucket_name,
         "SECRET_ARN": secrets.arn,
         "DATA_VOLUME_ID": data.volume_id,

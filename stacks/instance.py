@@ -15,28 +15,23 @@ CPU_TYPES = {"x86_64": ec2.AmazonLinuxCpuType.X86_64, "arm64": ec2.AmazonLinuxCp
 
 
 class WorkbenchInstance(Construct):
-    """Amazon Linux 2023 box reachable only through SSM, running the boot script once."""
+    """Amazon Linux 2023 box reachable only through SSM, running the boot script once.
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        settings: Settings,
-        network: Network,
-        user_data: ec2.UserData,
-    ) -> None:
+    Two steps: the roles first, since the boot's settings name the services role; then
+    `launch` with the user data that carries those settings.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
+        self._settings = settings
 
         self.role = iam.Role(
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
-            description=f"AI Coding Workbench {settings.name} instance",
+            description=f"AI Coding Workbench {settings.name} instance: root's boot, secret and SSM agent",
         )
-        self.role.add_to_policy(_bedrock_statement(settings))
-        for statement in _systems_manager_statements():
+        for statement in _session_channel_statements():
             self.role.add_to_policy(statement)
         acknowledge(
             self.role,
@@ -45,13 +40,22 @@ class WorkbenchInstance(Construct):
             "Reference); with instance credentials they only carry this instance's own sessions "
             "and commands.",
         )
-        acknowledge(
-            self.role,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]",
-            "The SSM agent reports for the instance whose credentials it holds; the instance's id "
-            "cannot appear in its own role's policy (the role exists before the instance).",
+        # What the containers call AWS with (LiteLLM: Bedrock; Langfuse web and worker: the blob
+        # bucket). They never see the instance role: root on the box assumes this one and hands
+        # them its short-lived credentials (assets/boot/service_credentials.py), so a bug in a
+        # container reaches neither the secret nor the SSM agent's channels.
+        self.services_role = iam.Role(
+            self,
+            "ServicesRole",
+            assumed_by=iam.ArnPrincipal(self.role.role_arn),
+            description=f"AI Coding Workbench {settings.name} containers: Bedrock models and the blob bucket",
         )
+        self.services_role.add_to_policy(_bedrock_statement(settings))
+        self.services_role.grant_assume_role(self.role)
 
+    def launch(self, *, network: Network, user_data: ec2.UserData) -> ec2.Instance:
+        settings = self._settings
+        stack = Stack.of(self)
         self.ec2 = ec2.Instance(
             self,
             "Instance",
@@ -69,9 +73,10 @@ class WorkbenchInstance(Construct):
             http_tokens=ec2.HttpTokens.REQUIRED,
             # The idle stop powers the box off from inside; that must stop it, never terminate it.
             instance_initiated_shutdown_behavior=ec2.InstanceInitiatedShutdownBehavior.STOP,
-            # Containers on the Docker bridge are one hop further from the metadata service;
-            # with the default of 1 LiteLLM could not get the role's credentials to call Bedrock.
-            http_put_response_hop_limit=2,
+            # 1: an IMDSv2 token does not survive the hop onto a Docker bridge, so no container
+            # gets the instance role even if the metadata firewall were gone; they get the
+            # services role's credentials from root instead.
+            http_put_response_hop_limit=1,
             block_devices=[
                 ec2.BlockDevice(
                     device_name=ROOT_DEVICE,
@@ -102,6 +107,19 @@ class WorkbenchInstance(Construct):
             "`cdk destroy` must remove the workbench in one step at the end of a workshop; "
             "termination protection would make every participant's teardown fail.",
         )
+        # A policy of its own, attached once the instance exists: the role is created before the
+        # instance, so only a policy after it can name the instance's ARN.
+        iam.Policy(
+            self,
+            "SsmAgentReportsThisInstance",
+            roles=[self.role],
+            statements=[iam.PolicyStatement(
+                sid="SsmAgentReportsThisInstance",
+                actions=["ssm:UpdateInstanceInformation"],
+                resources=[f"arn:{Aws.PARTITION}:ec2:{Aws.REGION}:{Aws.ACCOUNT_ID}:instance/{self.ec2.instance_id}"],
+            )],
+        )
+        return self.ec2
 
 
 def _machine_image(settings: Settings, *, pin: bool) -> ec2.IMachineImage:
@@ -117,22 +135,18 @@ def _machine_image(settings: Settings, *, pin: bool) -> ec2.IMachineImage:
     )
 
 
-def _systems_manager_statements() -> list[iam.PolicyStatement]:
+def _session_channel_statements() -> list[iam.PolicyStatement]:
     """What the SSM agent needs for Session Manager (port forwarding) and Run Command.
 
     From AWS's "Reference: ec2messages, ssmmessages, and other API operations" (Systems Manager
-    user guide): the agent registers and reports with ssm:UpdateInstanceInformation; sessions
-    and, where it can connect, Run Command documents go through ssmmessages; Run Command falls
-    back to ec2messages. Nothing else of AmazonSSMManagedInstanceCore: no ssm:GetParameter(s)
-    (which reach every parameter of the account), no documents, associations, inventory or
-    patch baselines, which this workbench does not use.
+    user guide): the agent registers and reports with ssm:UpdateInstanceInformation (granted on
+    this instance alone, after the instance exists); sessions and, where it can connect, Run
+    Command documents go through ssmmessages; Run Command falls back to ec2messages. Nothing
+    else of AmazonSSMManagedInstanceCore: no ssm:GetParameter(s) (which reach every parameter
+    of the account), no documents, associations, inventory or patch baselines, which this
+    workbench does not use.
     """
     return [
-        iam.PolicyStatement(
-            sid="SsmAgentReportsThisInstance",
-            actions=["ssm:UpdateInstanceInformation"],
-            resources=[f"arn:{Aws.PARTITION}:ec2:{Aws.REGION}:{Aws.ACCOUNT_ID}:instance/*"],
-        ),
         iam.PolicyStatement(
             sid="SessionManagerAndRunCommandChannels",
             actions=[f"ssmmessages:{action}" for action in

@@ -1,4 +1,4 @@
-"""Langfuse's blob storage: an S3 bucket of this stack, used through the instance role."""
+"""Langfuse's blob storage: an S3 bucket of this stack, used through the services role."""
 
 from typing import cast
 
@@ -8,9 +8,12 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.nag import acknowledge, acknowledge_checkov
+from workbench import contract
 
-LOCAL_LANGFUSE_ORIGIN = "http://localhost:3000"
+LOCAL_LANGFUSE_ORIGIN = contract.service_url("Langfuse", contract.SERVICE_PORTS["Langfuse"])
 NONCURRENT_VERSION_DAYS = 7
+# What assets/boot/blob-mirror.sh keeps on the data volume (its PREFIXES).
+MIRRORED_PREFIXES = ("media", "exports")
 
 
 class LangfuseBlobStorage(Construct):
@@ -52,7 +55,7 @@ class LangfuseBlobStorage(Construct):
             auto_delete_objects=True,
         )
         no_access_logs = (
-            "Only the workbench's own instance role reads and writes this bucket (Langfuse event "
+            "Only the workbench's own roles read and write this bucket (Langfuse event "
             "payloads); access logs would need a second bucket per workbench and add nothing that "
             "CloudTrail does not already record for the role."
         )
@@ -72,3 +75,25 @@ class LangfuseBlobStorage(Construct):
             "Langfuse names its event, media and export objects itself (ids, dates); the wildcard is "
             "confined to this workbench's own blob bucket.",
         )
+
+    def grant_mirror(self, role: iam.IRole) -> None:
+        """What root's assets/boot/blob-mirror.sh does: `aws s3 sync` of media/ and exports/ between
+        the bucket and the data volume (list, read, write; never delete, never events/)."""
+        prefixes = [f"{prefix}/" for prefix in MIRRORED_PREFIXES]
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:GetObject", "s3:PutObject"],
+            resources=[self.bucket.arn_for_objects(f"{prefix}*") for prefix in prefixes],
+        ))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=[self.bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}},
+        ))
+        bucket_id = Stack.of(self).get_logical_id(cast(s3.CfnBucket, self.bucket.node.default_child))
+        for prefix in prefixes:
+            acknowledge(
+                role,
+                f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{prefix}*]",
+                "The blob mirror copies whatever Langfuse stored under this prefix of this workbench's "
+                "own bucket; Langfuse names those objects itself.",
+            )

@@ -51,9 +51,14 @@ def boot_user_data(deployment: dict[str, str]) -> ec2.UserData:
     user_data.add_commands(
         "set -euo pipefail",
         "install -d -m 0755 /etc/workbench",
-        f"cat > {DEPLOYMENT_ENV} <<'DEPLOYMENT_ENV'",
+        # deployment.env holds the wait handle's presigned URL, which answers for the deploy:
+        # root's alone from its first byte (created under umask 077), and a new file renamed
+        # over the old one, so nobody who opened an earlier copy reads this one through it.
+        f"(umask 077 && cat > {DEPLOYMENT_ENV}.new <<'DEPLOYMENT_ENV'",
         *deployment_env_lines(deployment),
         "DEPLOYMENT_ENV",
+        ")",
+        f"mv -f {DEPLOYMENT_ENV}.new {DEPLOYMENT_ENV}",
         # Compressed: EC2 caps user data at 16 KiB and the script alone is close to that.
         f"base64 -d <<'BOOT_SCRIPT' | gunzip > {BOOT_SCRIPT_ON_BOX}",
         compressed_boot_script(),

@@ -31,14 +31,19 @@ class WorkbenchStack(Stack):
         secrets = WorkbenchSecrets(self, "Secrets", settings=settings)
         storage = LangfuseBlobStorage(self, "BlobStorage")
         data = DataVolume(self, "Data", settings=settings, subnet=network.subnet)
-        boot = BootPackage(self, "Boot", settings=settings, secrets=secrets, storage=storage, data=data)
-        instance = WorkbenchInstance(self, "Workbench", settings=settings, network=network, user_data=boot.user_data)
+        instance = WorkbenchInstance(self, "Workbench", settings=settings)
+        boot = BootPackage(self, "Boot", settings=settings, secrets=secrets, storage=storage, data=data,
+                           services_role=instance.services_role)
+        instance.launch(network=network, user_data=boot.user_data)
 
         data.attach_to(instance.ec2)
         boot.wait_for(instance.ec2)
         boot.grant_read(instance.role)
         secrets.grant_read_and_restore(instance.role)
-        storage.grant_read_write(instance.role)
+        # The containers (Langfuse) use the bucket through the services role; root's blob mirror
+        # through the instance role.
+        storage.grant_read_write(instance.services_role)
+        storage.grant_mirror(instance.role)
         self._outputs(settings, instance.ec2.instance_id, secrets, boot, data)
 
     def _outputs(self, settings: Settings, instance_id: str, secrets: WorkbenchSecrets, boot: BootPackage,
@@ -57,7 +62,7 @@ class WorkbenchStack(Stack):
         for service, port in contract.SERVICE_PORTS.items():
             output(contract.port_forward_output(service), contract.port_forward_command(instance_id, port, Aws.REGION),
                    f"Run locally, keep it open, then browse the {service} URL")
-            output(contract.url_output(service), f"http://localhost:{port}", f"{service} through the tunnel")
+            output(contract.url_output(service), contract.service_url(service, port), f"{service} through the tunnel")
         output(contract.SECRET_ARN, secrets.arn,
                "Secrets Manager ARN of the seed of every password and key (see workbench credentials)")
         output(contract.DATA_VOLUME_ID, data.volume_id,

@@ -10,9 +10,10 @@
 # Modes: (none) boot and signal; --health one "<service> healthy|unhealthy" line per service;
 # --logs SERVICE [LINES]; --rerun-user-data (cloud-init's per-boot hook, see install_per_boot_hook);
 # --firewall (workbench-firewall.service, early on every boot, see apply_metadata_firewall).
-# The idle stop is the bundle's boot/idle-stop.sh (workbench-idle.timer). Some phases live in the
-# bundle too (boot/os-release.sh, data-volume.sh, litellm-keys.sh, llm-connection.sh), sourced once
-# preflight has fetched it: this file travels in the user data, which EC2 caps at 16 KiB.
+# The idle stop is the bundle's boot/idle-stop.sh (workbench-idle.timer). Most phases live in the
+# bundle too (boot/os-release.sh, data-volume.sh, coding-user.sh, litellm-keys.sh,
+# llm-connection.sh), sourced once preflight has fetched it and checked its hash: this file
+# travels in the user data, which EC2 caps at 16 KiB.
 set -Eeuo pipefail
 
 ROOT=${WORKBENCH_ROOT:-}  # tests run the script inside a sandbox directory
@@ -44,31 +45,16 @@ DATA_MOUNT=$ROOT/var/lib/workbench-data
 # code-server, its terminals and Cline run as this user: no sudo, no docker group, no
 # instance metadata (so no instance-role credentials). See README, "Threat model".
 CODING_USER=${WORKBENCH_CODING_USER:-coder}
-# Fixed, so its files on a data volume restored onto a new instance still belong to it.
-CODING_USER_UID=2000
-CODING_HOME=$ROOT/home/$CODING_USER
-# Every step the boot takes as the coding user runs in a transient systemd unit: its user and
-# group only, a clean environment (nothing of deployment.env, such as the wait handle's URL),
-# no way to gain privileges, and every process it leaves behind killed when the step ends, so
-# nothing the coding user planted (a .pth, an npm script) outlives the step or inherits the
-# boot's log.
-AS_CODING_USER=(systemd-run --quiet --wait --pipe --collect --uid="$CODING_USER"
-  --property=NoNewPrivileges=yes --setenv=HOME="$CODING_HOME" --setenv=PATH=/usr/local/bin:/usr/bin:/bin
-  --working-directory="$CODING_HOME" --)
-# Where Cline (in code-server's extension host, on the box) reaches LiteLLM.
-CLINE_LITELLM_URL=http://localhost:4000
-# What the coding user builds with; they install more for themselves (pip --user, npm -g
-# into ~/.local), never as root.
-CODING_TOOLS=(git python3-pip nodejs22 nodejs22-npm)
-# Groups that would hand the coding user root: sudo rights, the Docker socket, system logs.
-PRIVILEGED_GROUPS=(wheel docker adm sudo systemd-journal)
 FIREWALL_UNIT=workbench-firewall.service
 METADATA_V4=169.254.169.254
 METADATA_V6=fd00:ec2::254
-# The only containers that may reach the instance metadata service (the role's credentials):
-# LiteLLM (Bedrock) and Langfuse web and worker (S3), at the fixed addresses their compose
-# files give them on every network they join.
-METADATA_CLIENTS=(172.29.0.10 172.29.0.11 172.29.0.12 172.29.1.10 172.29.1.11 172.29.2.10)
+# No container reaches the instance metadata service. The ones that use AWS, LiteLLM (Bedrock)
+# and Langfuse web and worker (S3), get the services role's short-lived credentials from root's
+# endpoint (boot/service_credentials.py) on this host address, at the fixed addresses their
+# compose files give them on every network they join; no other container reaches it.
+SERVICE_CREDENTIALS_HOST=169.254.170.2
+SERVICE_CREDENTIALS_UNIT=workbench-service-credentials.service
+SERVICE_CREDENTIAL_CLIENTS=(172.29.0.10 172.29.0.11 172.29.0.12 172.29.1.10 172.29.1.11 172.29.2.10)
 # What the coding user's traffic never reaches: the link-local range (the instance metadata
 # service, container credential endpoints) and the Docker networks (Postgres, ClickHouse,
 # Redis, the services' own addresses). LiteLLM stays reachable at its published port on
@@ -83,7 +69,6 @@ LITELLM=http://172.29.2.10:4000
 # LiteLLM 4000) can never be bound by the coding user, even while their containers are down.
 # code-server (8080) and the coding user's own servers (5173, 8000, ...) stay above it.
 UNPRIVILEGED_PORT_START=4001
-SYSCTL_CONF=$ROOT/etc/sysctl.d/60-workbench-coding-user.conf
 PROJECTS=(langfuse litellm)
 IDLE_UNITS=(workbench-idle.service workbench-idle.timer)
 
@@ -169,17 +154,6 @@ install_content() {
   mv "$target.tmp" "$target"
 }
 
-# Root never follows a path the coding user controls: a file in its home is written by the
-# coding user itself (AS_CODING_USER), through a temporary name of its own choosing, and only
-# when its content changes. The content travels on stdin, never in an argument.
-# install_as_coding_user TARGET MODE CONTENT
-install_as_coding_user() {
-  # shellcheck disable=SC2016  # expanded by the coding user's sh, not here
-  "${AS_CODING_USER[@]}" sh -euc 'umask 077; mkdir -p "$(dirname "$1")"; tmp=$(mktemp "$1.XXXXXX"); cat >"$tmp"
-    if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else chmod "$2" "$tmp"; mv -f "$tmp" "$1"; fi' \
-    sh "$1" "$2" <<<"$3" >"$STATE_DIR/last-output" 2>&1
-}
-
 # Fills {{NAME}} placeholders from shell variables; an unknown name is an error.
 render() {
   local content name
@@ -227,6 +201,9 @@ phase_preflight() {
   ((root_gib >= MIN_ROOT_GIB)) ||
     fail "disk too small: / has ${root_gib} GiB, the workbench needs at least ${MIN_ROOT_GIB} GiB (root_volume_gib)"
   retry "${AWS[@]}" s3 cp --only-show-errors "$BUNDLE_URL" "$download" || fail "could not fetch the bundle $BUNDLE_URL"
+  # The bundle runs as root: only the very one this deploy's template names.
+  echo "$BUNDLE_SHA256  $download" | sha256sum --check --status ||
+    fail "the bundle $BUNDLE_URL is not the one the template names (sha256 $BUNDLE_SHA256)"
   mkdir -p "$INSTALL_DIR"
   python3 -m zipfile -e "$download" "$INSTALL_DIR" >"$STATE_DIR/last-output" 2>&1 || fail "could not unpack the bundle"
   # The bundle's phases: they share this script's helpers and settings.
@@ -238,6 +215,8 @@ phase_preflight() {
   source "$INSTALL_DIR/boot/litellm-keys.sh"
   # shellcheck source=assets/boot/llm-connection.sh
   source "$INSTALL_DIR/boot/llm-connection.sh"
+  # shellcheck source=assets/boot/coding-user.sh
+  source "$INSTALL_DIR/boot/coding-user.sh"
   end_phase
 }
 
@@ -295,8 +274,8 @@ phase_config() {
 
 # The metadata service hands out the instance role's credentials to anyone who asks it. The
 # coding user (and so Cline, its terminals and any extension) never reaches it, nor the Docker
-# networks, nor binds a port the SSM tunnels lead to; no container other than METADATA_CLIENTS
-# reaches the metadata service. Our chains are rebuilt in one atomic
+# networks, nor binds a port the SSM tunnels lead to; no container reaches the metadata service,
+# and only SERVICE_CREDENTIAL_CLIENTS reach the credentials endpoint. Our chains are rebuilt in one atomic
 # iptables-restore, so a re-run never leaves a moment without them; the jumps into them
 # are added once and stay first. DOCKER-USER is Docker's chain for rules like these: Docker
 # keeps its content and jumps to it before its own forwarding rules.
@@ -309,13 +288,17 @@ apply_metadata_firewall() {
     echo '*filter'
     echo ':WORKBENCH-CODING-USER - [0:0]'
     echo ':WORKBENCH-METADATA - [0:0]'
+    echo ':WORKBENCH-CREDENTIALS - [0:0]'
     for refused in "${CODING_USER_REFUSED_V4[@]}"; do
       echo "-A WORKBENCH-CODING-USER -d $refused -m owner --uid-owner $CODING_USER -j REJECT"
     done
-    for source in "${METADATA_CLIENTS[@]}"; do
-      echo "-A WORKBENCH-METADATA -s $source/32 -d $METADATA_V4/32 -j RETURN"
-    done
     echo "-A WORKBENCH-METADATA -d $METADATA_V4/32 -j REJECT"
+    for source in "${SERVICE_CREDENTIAL_CLIENTS[@]}"; do
+      echo "-A WORKBENCH-CREDENTIALS -s $source/32 -d $SERVICE_CREDENTIALS_HOST/32 -p tcp --dport 80 -j RETURN"
+    done
+    # root's own requests on the host (the coding user's never leave OUTPUT, see above).
+    echo "-A WORKBENCH-CREDENTIALS -i lo -j RETURN"
+    echo "-A WORKBENCH-CREDENTIALS -d $SERVICE_CREDENTIALS_HOST/32 -j REJECT"
     echo 'COMMIT'
   } | iptables-restore -w --noflush
   # IPv6: the metadata endpoint answers there only where it is enabled; closed all the same.
@@ -325,84 +308,8 @@ apply_metadata_firewall() {
   iptables -w -C OUTPUT -j WORKBENCH-CODING-USER 2>/dev/null || iptables -w -I OUTPUT 1 -j WORKBENCH-CODING-USER
   ip6tables -w -C OUTPUT -j WORKBENCH-CODING-USER 2>/dev/null || ip6tables -w -I OUTPUT 1 -j WORKBENCH-CODING-USER
   iptables -w -C DOCKER-USER -j WORKBENCH-METADATA 2>/dev/null || iptables -w -I DOCKER-USER 1 -j WORKBENCH-METADATA
-}
-
-# Fails unless the coding user is an ordinary user: no privileged group, no sudo rule.
-verify_coding_user_contained() {
-  local groups group sudo_rights
-  groups=" $(id -nG "$CODING_USER") "
-  for group in "${PRIVILEGED_GROUPS[@]}"; do
-    [[ $groups == *" $group "* ]] && fail "the coding user $CODING_USER is in the $group group, which amounts to root"
-  done
-  sudo_rights=$(sudo -n -l -U "$CODING_USER" 2>&1) || fail "could not list the sudo rights of $CODING_USER: $sudo_rights"
-  [[ $sudo_rights == *"is not allowed to run sudo"* ]] ||
-    fail "the coding user $CODING_USER may use sudo: ${sudo_rights//$'\n'/ }"
-}
-
-phase_coding_user() {
-  start_phase coding-user
-  retry dnf install -y "${CODING_TOOLS[@]}" || fail "dnf could not install ${CODING_TOOLS[*]}"
-  if ! id "$CODING_USER" >/dev/null 2>&1; then
-    # No password (so no su or sudo login) and only its own group. A restored data volume
-    # already holds its home.
-    local home_flag=--create-home
-    [[ -d $ROOT/home/$CODING_USER ]] && home_flag=--no-create-home
-    useradd "$home_flag" --uid "$CODING_USER_UID" --user-group --shell /bin/bash \
-      --comment "AI Coding Workbench: code-server and Cline" "$CODING_USER" >"$STATE_DIR/last-output" 2>&1 ||
-      fail "could not create the coding user $CODING_USER"
-  fi
-  verify_coding_user_contained
-  # The home is the coding user's: what goes into it, it puts there itself.
-  "${AS_CODING_USER[@]}" mkdir -p "$CODING_HOME/workspace" >"$STATE_DIR/last-output" 2>&1 ||
-    fail "could not create $CODING_HOME/workspace as $CODING_USER"
-  install_as_coding_user "$CODING_HOME/.npmrc" 0644 "$(<"$INSTALL_DIR/coding-user/npmrc")" ||
-    fail "could not write $CODING_HOME/.npmrc as $CODING_USER"
-  install_content "$ROOT/etc/profile.d/workbench-user-tools.sh" 0644 \
-    "$(<"$INSTALL_DIR/coding-user/workbench-user-tools.sh")"
-  # Unprivileged user namespaces off: nothing the coding user needs uses them, and they are
-  # the usual way from a local user to a kernel bug. The tunnels' ports are root's from early
-  # boot on (systemd-sysctl), and again from the firewall unit.
-  install_content "$SYSCTL_CONF" 0644 "user.max_user_namespaces = 0
-net.ipv4.ip_unprivileged_port_start = $UNPRIVILEGED_PORT_START"
-  sysctl -q -p "$SYSCTL_CONF" >"$STATE_DIR/last-output" 2>&1 || fail "could not apply $SYSCTL_CONF"
-  # Before code-server and Docker on every boot, and now. Applied directly rather than by
-  # restarting the unit, which would restart Docker and code-server (they require it).
-  install_content "$SYSTEMD_DIR/$FIREWALL_UNIT" 0644 "$(<"$INSTALL_DIR/systemd/$FIREWALL_UNIT")"
-  retry systemctl daemon-reload || fail "systemd could not reload its units"
-  retry systemctl enable "$FIREWALL_UNIT" || fail "systemd could not enable $FIREWALL_UNIT"
-  apply_metadata_firewall >"$STATE_DIR/last-output" 2>&1 || fail "could not install the metadata firewall"
-  iptables -w -C WORKBENCH-CODING-USER -d "${CODING_USER_REFUSED_V4[0]}" -m owner --uid-owner "$CODING_USER" -j REJECT \
-    >"$STATE_DIR/last-output" 2>&1 || fail "the metadata firewall is not in place for $CODING_USER"
-  end_phase
-}
-
-phase_code_server() {
-  start_phase code-server
-  local arch=amd64
-  [[ $(uname -m) == aarch64 ]] && arch=arm64
-  if ! rpm -q "code-server-$CODE_SERVER_VERSION" >/dev/null 2>&1; then
-    retry "${CURL[@]}" --location --max-time "$ATTEMPT_TIMEOUT_SECONDS" -o "$STATE_DIR/code-server.rpm" \
-      "https://github.com/coder/code-server/releases/download/v$CODE_SERVER_VERSION/code-server-$CODE_SERVER_VERSION-$arch.rpm" ||
-      fail "could not download code-server $CODE_SERVER_VERSION"
-    retry rpm -U --replacepkgs "$STATE_DIR/code-server.rpm" || fail "could not install code-server $CODE_SERVER_VERSION"
-  fi
-  install_as_coding_user "$CODING_HOME/.config/code-server/config.yaml" 0600 \
-    "$(render "$INSTALL_DIR/code-server/config.yaml")" || fail "could not write code-server's config as $CODING_USER"
-  # Cline's provider, model, key and first-run answers, merged into what the user has. -I: none
-  # of the coding user's site-packages, .pth files or PYTHON* variables take part.
-  "${AS_CODING_USER[@]}" python3 -I "$INSTALL_DIR/boot/seed_cline.py" "$CLINE_VERSION" "$CLINE_MODEL" \
-    "$CLINE_LITELLM_URL" <<<"$LITELLM_CLINE_KEY" >"$STATE_DIR/last-output" 2>&1 ||
-    fail "could not pre-fill Cline's settings"
-  # What the coding user's process printed, without the control characters it could hide in it.
-  log "$(tr '\n' ' ' <"$STATE_DIR/last-output" | tr -d '\000-\010\013-\037\177')"
-  local extension=saoudrizwan.claude-dev
-  if ! timeout 60 "${AS_CODING_USER[@]}" code-server --list-extensions --show-versions 2>/dev/null |
-    grep -qx "$extension@$CLINE_VERSION"; then
-    retry "${AS_CODING_USER[@]}" code-server --install-extension "$extension@$CLINE_VERSION" ||
-      fail "could not install Cline $CLINE_VERSION from Open VSX"
-  fi
-  retry systemctl enable --now "code-server@$CODING_USER" || fail "code-server did not start"
-  end_phase
+  iptables -w -C INPUT -j WORKBENCH-CREDENTIALS 2>/dev/null ||
+    iptables -w -I INPUT 1 -j WORKBENCH-CREDENTIALS
 }
 
 phase_services() {
@@ -412,10 +319,24 @@ phase_services() {
     unit=workbench-$project.service
     install_content "$SYSTEMD_DIR/$unit" 0644 "$(<"$INSTALL_DIR/systemd/$unit")"
   done
-  for unit in "${IDLE_UNITS[@]}"; do
+  for unit in "${IDLE_UNITS[@]}" "$SERVICE_CREDENTIALS_UNIT"; do
     install_content "$SYSTEMD_DIR/$unit" 0644 "$(<"$INSTALL_DIR/systemd/$unit")"
   done
   retry systemctl daemon-reload || fail "systemd could not reload its units"
+  # Before the containers that use it. Restarted only when a redeploy changed the server, its
+  # unit or the role; the containers keep their unexpired credentials and read the new token
+  # on their next request.
+  local credentials_version credentials_running
+  credentials_version=$(cat "$INSTALL_DIR/systemd/$SERVICE_CREDENTIALS_UNIT" "$INSTALL_DIR/boot/service_credentials.py" \
+    <(echo "$SERVICES_ROLE_ARN") | sha256sum)
+  credentials_running=$(cat "$STATE_DIR/service-credentials-version" 2>/dev/null || true)
+  retry systemctl enable "$SERVICE_CREDENTIALS_UNIT" || fail "systemd could not enable $SERVICE_CREDENTIALS_UNIT"
+  if [[ -n $credentials_running && $credentials_running != "$credentials_version" ]]; then
+    retry systemctl restart "$SERVICE_CREDENTIALS_UNIT" || fail "$SERVICE_CREDENTIALS_UNIT did not start"
+  else
+    retry systemctl start "$SERVICE_CREDENTIALS_UNIT" || fail "$SERVICE_CREDENTIALS_UNIT did not start"
+  fi
+  install_content "$STATE_DIR/service-credentials-version" 0600 "$credentials_version"
   if ((${IDLE_STOP_MINUTES:-0} > 0)); then
     retry systemctl enable --now workbench-idle.timer || fail "systemd could not start workbench-idle.timer"
   else

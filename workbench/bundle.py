@@ -1,14 +1,17 @@
 """Render the file tree the instance needs from the settings (no secret values in it).
 
-The stack ships this tree as an S3 asset; `make render OUT=dir` writes the same tree for
+The stack ships this tree zipped (pack) as an S3 asset, and the box checks the download against
+the zip's sha256 before it unpacks it as root; `make render OUT=dir` writes the same tree for
 review. Files under assets/ are copied, with @{key} placeholders filled from the settings;
 {{NAME}} placeholders stay for the boot script to fill on the box with secrets.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import string
+import zipfile
 from pathlib import Path
 
 import yaml
@@ -19,6 +22,15 @@ from workbench.settings import Model, ModelInfo, Settings
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TEMPLATED_SUFFIXES = {".yaml"}
 BOX_SECRETS_MODULE = "boot/workbench_secrets.py"  # where boot.sh runs workbench/secrets.py
+# Python's byte-code caches, which the tests that import a box script leave under assets/: no
+# part of the bundle, or its hash (and with it the template) would change with every test run.
+BYTE_CODE_CACHE = "__pycache__"
+# What every zip entry carries in place of the file's own metadata, so the same tree packs to the
+# same bytes on any machine: a synth whose files are unchanged leaves the template (and the box)
+# alone even when a checkout touched them or gave them its umask's modes.
+ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)  # the earliest a zip entry can carry
+ZIP_FILE_MODE = 0o100644  # a regular file, rw-r--r--
+ZIP_UNIX = 3  # "made by" Unix: external_attr holds a Unix mode, on whatever system packs it
 
 
 class SynthTemplate(string.Template):
@@ -33,7 +45,7 @@ def render(settings: Settings, out_dir: Path) -> Path:
         shutil.rmtree(out_dir)
     values = vars(settings.versions)
     for source in sorted(ASSETS.rglob("*")):
-        if source.is_dir():
+        if source.is_dir() or BYTE_CODE_CACHE in source.relative_to(ASSETS).parts:
             continue
         target = out_dir / source.relative_to(ASSETS)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -45,6 +57,24 @@ def render(settings: Settings, out_dir: Path) -> Path:
     # The boot derives the secret values with the same code as the stack and the CLI.
     shutil.copyfile(secrets.__file__, out_dir / BOX_SECRETS_MODULE)
     return out_dir
+
+
+def pack(tree: Path, archive: Path) -> str:
+    """Zips the rendered tree into archive, the same tree always to the same bytes, and returns
+    the archive's sha256.
+
+    Stored, not deflated: the bytes of a deflate stream depend on the zlib build (zlib-ng, which
+    some distributions ship as their zlib, compresses differently), and the bundle is small.
+    """
+    tree = Path(tree)
+    names = sorted(path.relative_to(tree).as_posix() for path in tree.rglob("*") if path.is_file())
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as out:
+        for name in names:
+            entry = zipfile.ZipInfo(name, date_time=ZIP_TIMESTAMP)
+            entry.create_system = ZIP_UNIX
+            entry.external_attr = ZIP_FILE_MODE << 16
+            out.writestr(entry, (tree / name).read_bytes())
+    return hashlib.sha256(Path(archive).read_bytes()).hexdigest()
 
 
 def model_entry(model: Model) -> dict:

@@ -95,9 +95,9 @@ def test_both_projects_share_one_network_declared_in_the_compose_files(projects)
     assert "workbench" in projects["litellm"]["services"]["litellm"]["networks"]
 
 
-def test_only_the_containers_with_an_aws_role_have_the_addresses_the_metadata_firewall_lets_through(projects):
+def test_only_the_containers_that_use_aws_have_the_addresses_the_credentials_firewall_lets_through(projects):
     boot = BOOT_SCRIPT.read_text()
-    allowed = set(re.search(r"^METADATA_CLIENTS=\(([^)]*)\)", boot, re.M).group(1).split())
+    allowed = set(re.search(r"^SERVICE_CREDENTIAL_CLIENTS=\(([^)]*)\)", boot, re.M).group(1).split())
     # The shared network is declared, with its subnet, by the Langfuse project.
     pools = {(project, network): declared["ipam"]["config"][0]
              for project, spec in projects.items() for network, declared in spec["networks"].items() if "ipam" in declared}

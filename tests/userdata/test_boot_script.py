@@ -283,11 +283,17 @@ def test_the_metadata_firewall_is_in_place_before_code_server_starts_and_on_ever
         "-d 172.16.0.0/12 -m owner --uid-owner coder -j REJECT"]
     assert chain(box, "ip6tables", "WORKBENCH-CODING-USER") == [
         "-d fd00:ec2::254/128 -m owner --uid-owner coder -j REJECT"]
-    metadata = chain(box, "iptables", "WORKBENCH-METADATA")
-    assert metadata[-1] == "-d 169.254.169.254/32 -j REJECT"  # every other container
-    assert sorted(metadata[:-1]) == sorted(f"-s {address}/32 -d 169.254.169.254/32 -j RETURN" for address in
-                                           ("172.29.0.10", "172.29.0.11", "172.29.0.12", "172.29.1.10",
-                                            "172.29.1.11", "172.29.2.10"))
+    # No container reaches the instance role; LiteLLM's and Langfuse's addresses reach root's
+    # credentials endpoint of the services role, no other address does.
+    assert chain(box, "iptables", "WORKBENCH-METADATA") == ["-d 169.254.169.254/32 -j REJECT"]
+    credentials = chain(box, "iptables", "WORKBENCH-CREDENTIALS")
+    assert credentials[-2:] == ["-i lo -j RETURN", "-d 169.254.170.2/32 -j REJECT"]
+    assert sorted(credentials[:-2]) == sorted(f"-s {address}/32 -d 169.254.170.2/32 -p tcp --dport 80 -j RETURN"
+                                              for address in ("172.29.0.10", "172.29.0.11", "172.29.0.12",
+                                                              "172.29.1.10", "172.29.1.11", "172.29.2.10"))
+    assert box.called("systemctl enable workbench-service-credentials.service") == 1
+    assert calls.index("systemctl start workbench-service-credentials.service") < next(
+        i for i, call in enumerate(calls) if call.startswith("systemctl reload-or-restart workbench-"))
     # The unit that puts them back on every later boot, before Docker and code-server.
     unit = (box.root / "etc/systemd/system/workbench-firewall.service").read_text()
     assert "ExecStart=/usr/local/sbin/workbench-boot --firewall" in unit
@@ -302,7 +308,8 @@ def test_the_metadata_firewall_is_in_place_before_code_server_starts_and_on_ever
 
     # Again on a second boot and from the unit: the same rules, one jump into each chain.
     before = {(program, name): chain(box, program, name) for program in ("iptables", "ip6tables")
-              for name in ("WORKBENCH-CODING-USER", "WORKBENCH-METADATA", "OUTPUT", "FORWARD", "DOCKER-USER")
+              for name in ("WORKBENCH-CODING-USER", "WORKBENCH-METADATA", "WORKBENCH-CREDENTIALS", "OUTPUT",
+                           "FORWARD", "DOCKER-USER", "INPUT")
               if (box.state / program / name).exists()}
     assert box.run().returncode == 0
     assert box.run("--firewall").returncode == 0
@@ -312,6 +319,7 @@ def test_the_metadata_firewall_is_in_place_before_code_server_starts_and_on_ever
     assert before[("ip6tables", "OUTPUT")] == ["-j WORKBENCH-CODING-USER"]
     assert before[("iptables", "FORWARD")] == ["-j DOCKER-USER"]
     assert before[("iptables", "DOCKER-USER")] == ["-j WORKBENCH-METADATA"]
+    assert before[("iptables", "INPUT")] == ["-j WORKBENCH-CREDENTIALS"]
 
 
 @pytest.fixture(scope="module")
@@ -325,18 +333,22 @@ def litellm_key_models():
     return {"generate": GenerateKeyRequest, "update": UpdateKeyRequest}, duration_in_seconds, LiteLLMRoutes
 
 
-def check_cline_key_request(request: dict, model, duration_in_seconds, routes) -> None:
+# The routes each key's client calls (assets/boot/litellm_key_request.py cites the clients' source);
+# what LiteLLM lets them reach is proven with the real proxy in tests/assets/test_litellm_proxy.py.
+CLINE_ROUTES = ["/v1/model/info", "/chat/completions", "/v1/chat/completions"]
+LANGFUSE_ROUTES = ["/v1/chat/completions"]
+
+
+def check_cline_key_request(request: dict, model, duration_in_seconds, routes, allowed_routes=CLINE_ROUTES) -> None:
     assert set(request) <= set(model.model_fields), set(request) - set(model.model_fields)  # nothing it would drop
     parsed = model.model_validate(request)
     assert parsed.key == secret("litellm-cline-key") and parsed.key.startswith("sk-") and len(parsed.key) >= 16
     assert parsed.user_id == "alice"  # Langfuse shows the workbench as the user
     assert parsed.models == ["claude-sonnet-4-5", "claude-haiku-4-5"]
     assert parsed.max_budget == 20.0 and duration_in_seconds(parsed.budget_duration) == 24 * 3600
-    # Model calls only: /chat/completions and /v1/model/info (Cline's), never key or user management.
-    (group,) = parsed.allowed_routes
-    allowed = routes[group].value
-    assert "/chat/completions" in allowed and "/v1/model/info" in allowed
-    assert "/key/generate" not in allowed and "/user/new" not in allowed
+    # Its client's paths, never one of LiteLLM's route groups ("llm_api_routes" holds the pass-through routes).
+    assert parsed.allowed_routes == allowed_routes
+    assert not set(parsed.allowed_routes) & set(routes._member_names_)
 
 
 def test_clines_key_is_created_then_updated_as_litellms_key_api_accepts(tmp_path, bundle_zip, litellm_key_models):
@@ -353,7 +365,7 @@ def test_clines_key_is_created_then_updated_as_litellms_key_api_accepts(tmp_path
     assert not list((box.root / "var/lib/workbench").glob("*-answer.json"))
     langfuse_key = json.loads((requests / "key-langfuse-generate.json").read_text())
     check_cline_key_request({**langfuse_key, "key": secret("litellm-cline-key"), "user_id": "alice"},
-                            models["generate"], duration_in_seconds, routes)
+                            models["generate"], duration_in_seconds, routes, LANGFUSE_ROUTES)
     assert (langfuse_key["key"], langfuse_key["user_id"]) == (secret("litellm-langfuse-key"), "langfuse")
 
     box.write_deployment(CLINE_BUDGET_USD_PER_DAY="35.5")  # a redeploy with a new budget

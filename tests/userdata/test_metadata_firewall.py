@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BOOT_SCRIPT = ROOT / "userdata" / "boot.sh"
 CODING_USER = "nobody"
 ALLOWED_CONTAINER = "172.29.0.10"  # LiteLLM's address on the shared network (assets/litellm/compose.yaml)
+CREDENTIALS_HOST = "169.254.170.2"  # root's endpoint of the services role (assets/systemd/workbench-service-credentials.service)
 OTHER_CONTAINER = "172.29.0.99"  # any other container
 INTERNET = "10.99.0.2"
 
@@ -146,10 +147,28 @@ def test_the_coding_user_and_other_containers_lose_the_metadata_service_and_keep
     assert reaches(host, f"http://{INTERNET}:443/", user=CODING_USER)
     # root (the boot, the SSM agent) keeps it.
     assert reaches(host, "http://169.254.169.254/") and reaches(host, "http://[fd00:ec2::254]/")
-    # Containers: LiteLLM's address gets through, any other is refused, the internet stays open.
-    assert reaches(container, "http://169.254.169.254/", source=ALLOWED_CONTAINER)
+    # Containers: none reaches the instance role, not even LiteLLM's address; the internet stays open.
+    assert not reaches(container, "http://169.254.169.254/", source=ALLOWED_CONTAINER)
     assert not reaches(container, "http://169.254.169.254/", source=OTHER_CONTAINER)
     assert reaches(container, f"http://{INTERNET}:443/", source=OTHER_CONTAINER)
+
+
+def test_only_the_containers_that_use_aws_reach_the_credentials_endpoint(box):
+    """The endpoint listens on the host (169.254.170.2 on its loopback, port 80): containers reach
+    it through their bridge's gateway, LiteLLM's and Langfuse's addresses only; the coding user never."""
+    host, container, sandbox = box
+    host.sh(f"ip address replace {CREDENTIALS_HOST}/32 dev lo")
+    endpoint = host.serve(CREDENTIALS_HOST, 80)
+    try:
+        assert reaches(container, f"http://{CREDENTIALS_HOST}/", source=OTHER_CONTAINER)  # before the firewall
+        assert reaches(host, f"http://{CREDENTIALS_HOST}/", user=CODING_USER)
+        assert firewall(host, sandbox).returncode == 0
+        assert reaches(container, f"http://{CREDENTIALS_HOST}/", source=ALLOWED_CONTAINER)
+        assert not reaches(container, f"http://{CREDENTIALS_HOST}/", source=OTHER_CONTAINER)
+        assert not reaches(host, f"http://{CREDENTIALS_HOST}/", user=CODING_USER)
+        assert reaches(host, f"http://{CREDENTIALS_HOST}/")  # root
+    finally:
+        endpoint.kill()
 
 
 BIND = """
@@ -210,5 +229,6 @@ def test_running_it_again_changes_nothing(box):
     before = save()
     assert firewall(host, sandbox).returncode == 0
     assert save() == before
-    for jump in ("-A OUTPUT -j WORKBENCH-CODING-USER", "-A FORWARD -j DOCKER-USER", "-A DOCKER-USER -j WORKBENCH-METADATA"):
+    for jump in ("-A OUTPUT -j WORKBENCH-CODING-USER", "-A FORWARD -j DOCKER-USER", "-A DOCKER-USER -j WORKBENCH-METADATA",
+                 "-A INPUT -j WORKBENCH-CREDENTIALS"):
         assert before.count(jump + "\n") == (2 if "OUTPUT" in jump else 1), jump  # OUTPUT: once per protocol

@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.userdata.test_boot_script import DATA_DEVICE, Sandbox
+from tests.userdata.boot_sandbox import DATA_DEVICE, Sandbox
 from workbench import bundle, settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -329,11 +329,6 @@ def test_pg_isready_healthchecks_follow_the_server(tree, tmp_path):
 
 # XFS's smallest file system; sparse, so it takes only what mkfs.xfs writes (its 64 MiB log).
 VOLUME_BYTES = 320 * 2**20
-
-
-@pytest.fixture(scope="module")
-def bundle_zip(tree) -> Path:
-    return Path(shutil.make_archive(str(tree.parent / "bundle"), "zip", tree))
 
 
 def volume_box(root: Path, bundle_zip: Path) -> tuple[Sandbox, Path]:

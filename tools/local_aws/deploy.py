@@ -17,6 +17,7 @@ http://localhost:PORT (not 127.0.0.1: with an IP, moto reads the bucket name fro
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -142,8 +143,8 @@ def verify_deployed(endpoint: str, stack_name: str, from_snapshot: str | None = 
                    for i in r["Instances"]]
     check(instance["State"]["Name"] in ("pending", "running"), f"instance {instance['InstanceId']} running")
     options = instance["MetadataOptions"]
-    check(options["HttpTokens"] == "required" and options["HttpPutResponseHopLimit"] == 2,
-          "instance requires IMDSv2 tokens, hop limit 2")
+    check(options["HttpTokens"] == "required" and options["HttpPutResponseHopLimit"] == 1,
+          "instance requires IMDSv2 tokens, hop limit 1 (no container gets a token)")
     profile_name = instance["IamInstanceProfile"]["Arn"].rsplit("/", 1)[1]
     roles = iam.get_instance_profile(InstanceProfileName=profile_name)["InstanceProfile"]["Roles"]
     check(len(roles) == 1, f"instance profile {profile_name} holds one role")
@@ -180,20 +181,23 @@ def verify_deployed(endpoint: str, stack_name: str, from_snapshot: str | None = 
           "data volume attached to the instance at /dev/sdf, in its zone")
     check(volume.get("SnapshotId") == from_snapshot,
           f"data volume created from {from_snapshot}" if from_snapshot else "data volume created blank")
-    bucket, key = bundle_location(ec2, instance["InstanceId"])
-    check(client("s3").head_object(Bucket=bucket, Key=key)["ContentLength"] > 0, f"bundle asset s3://{bucket}/{key}")
+    bucket, key, sha256 = bundle_location(ec2, instance["InstanceId"])
+    uploaded = client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    check(hashlib.sha256(uploaded).hexdigest() == sha256,
+          f"bundle asset s3://{bucket}/{key}: the bytes whose sha256 the user data carries")
     return outputs
 
 
-def bundle_location(ec2, instance_id: str) -> tuple[str, str]:
-    """Where the instance's resolved user data says its bundle is."""
+def bundle_location(ec2, instance_id: str) -> tuple[str, str, str]:
+    """Where the instance's resolved user data says its bundle is, and the bundle's sha256."""
     encoded = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")["UserData"]["Value"]
     user_data = base64.b64decode(encoded).decode()
     # Shell-quoted when it needed quotes (stacks/user_data.py); an s3:// URL of safe characters does not.
     match = re.search(r"^BUNDLE_URL='?s3://([^/']+)/([^'\s]+)'?$", user_data, re.MULTILINE)
-    if not match:
-        raise LocalDeployError("the instance's user data has no BUNDLE_URL")
-    return match.group(1), match.group(2)
+    sha256 = re.search(r"^BUNDLE_SHA256=([0-9a-f]{64})$", user_data, re.MULTILINE)
+    if not match or not sha256:
+        raise LocalDeployError("the instance's user data has no BUNDLE_URL or BUNDLE_SHA256")
+    return match.group(1), match.group(2), sha256.group(1)
 
 
 def verify_destroyed(endpoint: str, stack_name: str, volume_id: str, snapshot: snapshots.DataSnapshot | None) -> None:
