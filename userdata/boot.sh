@@ -60,6 +60,8 @@ SERVICE_CREDENTIAL_CLIENTS=(172.29.0.10 172.29.0.11 172.29.0.12 172.29.1.10 172.
 # Redis, the services' own addresses). LiteLLM stays reachable at its published port on
 # localhost, through Docker's proxy.
 CODING_USER_REFUSED_V4=(169.254.0.0/16 172.16.0.0/12)
+# Docker's bridges: its default one and every compose network's (br-<network id>).
+DOCKER_BRIDGES=(docker0 br-+)
 # The services at their fixed addresses (the compose files): the boot's API calls and health
 # checks carry the keys there, where no process the coding user starts can listen.
 LANGFUSE_WEB=http://172.29.1.10:3000
@@ -121,8 +123,10 @@ signal() {
   fi
   python3 -c 'import json, sys; print(json.dumps({"Status": sys.argv[1], "Reason": sys.argv[2], "UniqueId": "boot", "Data": sys.argv[3]}))' \
     "$status" "$reason" "$data" >"$STATE_DIR/signal.json"
+  # The URL from a root-only file: on curl's command line any local user could read it in /proc.
+  install_content "$STATE_DIR/wait-handle.curl" 0600 "url = \"$WAIT_HANDLE_URL\""
   retry "${CURL[@]}" --max-time 30 -X PUT -H 'Content-Type:' --data-binary "@$STATE_DIR/signal.json" \
-    "$WAIT_HANDLE_URL" >/dev/null || log "could not deliver the $status signal"
+    -K "$STATE_DIR/wait-handle.curl" >/dev/null || log "could not deliver the $status signal"
   touch "$marker"
   log "signalled $status: $reason"
 }
@@ -280,7 +284,7 @@ phase_config() {
 # are added once and stay first. DOCKER-USER is Docker's chain for rules like these: Docker
 # keeps its content and jumps to it before its own forwarding rules.
 apply_metadata_firewall() {
-  local source refused
+  local source refused bridge
   sysctl -q -w "net.ipv4.ip_unprivileged_port_start=$UNPRIVILEGED_PORT_START" >/dev/null
   iptables -w -L DOCKER-USER -n >/dev/null 2>&1 || iptables -w -N DOCKER-USER
   iptables -w -C FORWARD -j DOCKER-USER 2>/dev/null || iptables -w -I FORWARD 1 -j DOCKER-USER
@@ -292,6 +296,9 @@ apply_metadata_firewall() {
     for refused in "${CODING_USER_REFUSED_V4[@]}"; do
       echo "-A WORKBENCH-CODING-USER -d $refused -m owner --uid-owner $CODING_USER -j REJECT"
     done
+    for bridge in "${DOCKER_BRIDGES[@]}"; do
+      echo "-A WORKBENCH-CODING-USER -o $bridge -m owner --uid-owner $CODING_USER -j REJECT"
+    done
     echo "-A WORKBENCH-METADATA -d $METADATA_V4/32 -j REJECT"
     for source in "${SERVICE_CREDENTIAL_CLIENTS[@]}"; do
       echo "-A WORKBENCH-CREDENTIALS -s $source/32 -d $SERVICE_CREDENTIALS_HOST/32 -p tcp --dport 80 -j RETURN"
@@ -301,10 +308,18 @@ apply_metadata_firewall() {
     echo "-A WORKBENCH-CREDENTIALS -d $SERVICE_CREDENTIALS_HOST/32 -j REJECT"
     echo 'COMMIT'
   } | iptables-restore -w --noflush
-  # IPv6: the metadata endpoint answers there only where it is enabled; closed all the same.
-  printf '%s\n' '*filter' ':WORKBENCH-CODING-USER - [0:0]' \
-    "-A WORKBENCH-CODING-USER -d $METADATA_V6/128 -m owner --uid-owner $CODING_USER -j REJECT" 'COMMIT' |
-    ip6tables-restore -w --noflush
+  # IPv6: the metadata endpoint answers there only where it is enabled; closed all the same. The
+  # Docker bridges by interface, in both families: newer Docker gives containers IPv6
+  # link-local addresses even on IPv4-only networks.
+  {
+    echo '*filter'
+    echo ':WORKBENCH-CODING-USER - [0:0]'
+    echo "-A WORKBENCH-CODING-USER -d $METADATA_V6/128 -m owner --uid-owner $CODING_USER -j REJECT"
+    for bridge in "${DOCKER_BRIDGES[@]}"; do
+      echo "-A WORKBENCH-CODING-USER -o $bridge -m owner --uid-owner $CODING_USER -j REJECT"
+    done
+    echo 'COMMIT'
+  } | ip6tables-restore -w --noflush
   iptables -w -C OUTPUT -j WORKBENCH-CODING-USER 2>/dev/null || iptables -w -I OUTPUT 1 -j WORKBENCH-CODING-USER
   ip6tables -w -C OUTPUT -j WORKBENCH-CODING-USER 2>/dev/null || ip6tables -w -I OUTPUT 1 -j WORKBENCH-CODING-USER
   iptables -w -C DOCKER-USER -j WORKBENCH-METADATA 2>/dev/null || iptables -w -I DOCKER-USER 1 -j WORKBENCH-METADATA
@@ -462,6 +477,9 @@ run_phases() {
 main() {
   mkdir -p "$STATE_DIR" "$(dirname "$LOG_FILE")"
   chmod 0700 "$STATE_DIR"
+  # Every step's output passes through last-output (retry): root's alone, whoever holds it open.
+  touch "$STATE_DIR/last-output"
+  chmod 0600 "$STATE_DIR/last-output"
   # Root's alone: the wait handle's URL (deployment.env) answers for the deploy; the log holds
   # what the services and the coding user's steps printed.
   touch "$LOG_FILE"
@@ -473,6 +491,8 @@ main() {
   case ${1:-} in
     --health)
       health_report "${HEALTH_CHECKS[@]}" "${CONFIGURATION_CHECKS[@]}"
+      # What the boot could not set up in the coding user's home (boot/coding-user.sh).
+      if [[ -s $STATE_DIR/coding-user-warnings ]]; then echo "coding-user-setup unhealthy"; else echo "coding-user-setup healthy"; fi
       bash "$INSTALL_DIR/boot/idle-stop.sh" report 2>/dev/null || echo "idle-stop unknown"
       return ;;
     --logs) service_logs "${2:?--logs needs a service name}" "${3:-100}"; return ;;

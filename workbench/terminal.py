@@ -22,8 +22,11 @@ _SEQUENCE = re.compile(r"""
   | (?: \x1b\[ | \x9b ) [\x30-\x3f]* [\x20-\x2f]* [\x40-\x7e]?
   | \x1b [\x20-\x2f]* [\x30-\x7e]?
 """, re.VERBOSE)
-# C0 but newline and tab, DEL, C1: what is left of a control character once the sequences are gone.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 but newline and tab, DEL, C1: what is left of a control character once the sequences are gone;
+# and Unicode's bidirectional controls (Unicode's "Bidirectional Algorithm", UAX #9: ALM, LRM,
+# RLM, the embeddings, overrides and isolates), which reorder what is shown, so "unhealthy" can
+# read as something else.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def printable(text: str) -> str:

@@ -9,12 +9,18 @@ CODING_USER_UID=2000
 CODING_HOME=$ROOT/home/$CODING_USER
 # Every step the boot takes as the coding user runs in a transient systemd unit: its user and
 # group only, a clean environment (nothing of deployment.env, such as the wait handle's URL),
-# no way to gain privileges, and every process it leaves behind killed when the step ends, so
-# nothing the coding user planted (a .pth, an npm script) outlives the step or inherits the
-# boot's log.
+# no way to gain privileges, ended by systemd after an attempt's time even if the client is
+# gone, and every process it leaves behind killed when the step ends, so nothing the coding
+# user planted (a .pth, an npm script) outlives the step.
 AS_CODING_USER=(systemd-run --quiet --wait --pipe --collect --uid="$CODING_USER"
-  --property=NoNewPrivileges=yes --setenv=HOME="$CODING_HOME" --setenv=PATH=/usr/local/bin:/usr/bin:/bin
-  --working-directory="$CODING_HOME" --)
+  --property=NoNewPrivileges=yes --property=RuntimeMaxSec="$ATTEMPT_TIMEOUT_SECONDS"
+  --setenv=HOME="$CODING_HOME" --setenv=PATH=/usr/local/bin:/usr/bin:/bin --working-directory="$CODING_HOME" --)
+# What a step as the coding user prints: a new file each step, never the boot's last-output,
+# which carries root's own commands' output (the secret's among them). Not in a failure signal:
+# the text is the coding user's.
+CODING_USER_OUTPUT=$STATE_DIR/coding-user-output
+# What the boot could not do in the coding user's home; `workbench status` reports it.
+CODING_USER_WARNINGS=$STATE_DIR/coding-user-warnings
 # Where Cline (in code-server's extension host, on the box) reaches LiteLLM.
 CLINE_LITELLM_URL=http://localhost:4000
 # What the coding user builds with; they install more for themselves (pip --user, npm -g
@@ -25,15 +31,33 @@ PRIVILEGED_GROUPS=(wheel docker adm sudo systemd-journal)
 
 SYSCTL_CONF=$ROOT/etc/sysctl.d/60-workbench-coding-user.conf
 
+# as_coding_user COMMAND...: COMMAND as the coding user (AS_CODING_USER), its output in
+# CODING_USER_OUTPUT; the caller gives it its stdin (never the operator's terminal).
+as_coding_user() {
+  rm -f "$CODING_USER_OUTPUT"
+  (umask 077 && : >"$CODING_USER_OUTPUT")
+  "${AS_CODING_USER[@]}" "$@" >>"$CODING_USER_OUTPUT" 2>&1
+}
+
+# The coding user can break anything in its own home (a file where a directory goes, mode 000),
+# and so anything the boot does there: such a step is reported, not fatal, so the coding user
+# cannot veto a deploy of the box. coding_user_warning WHAT
+coding_user_warning() {
+  local said
+  said=$(tail -n 5 "$CODING_USER_OUTPUT" 2>/dev/null | tr '\n' ' ' | tr -d '\000-\010\013-\037\177')
+  log "WARNING: $1 | the coding user's output: $said"
+  printf '%s\n' "$1" >>"$CODING_USER_WARNINGS"
+}
+
 # Root never follows a path the coding user controls: a file in its home is written by the
-# coding user itself (AS_CODING_USER), through a temporary name of its own choosing, and only
-# when its content changes. The content travels on stdin, never in an argument.
+# coding user itself, through a temporary name of its own choosing, and only when its content
+# changes. The content travels on stdin, never in an argument.
 # install_as_coding_user TARGET MODE CONTENT
 install_as_coding_user() {
   # shellcheck disable=SC2016  # expanded by the coding user's sh, not here
-  "${AS_CODING_USER[@]}" sh -euc 'umask 077; mkdir -p "$(dirname "$1")"; tmp=$(mktemp "$1.XXXXXX"); cat >"$tmp"
+  as_coding_user sh -euc 'umask 077; mkdir -p "$(dirname "$1")"; tmp=$(mktemp "$1.XXXXXX"); cat >"$tmp"
     if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else chmod "$2" "$tmp"; mv -f "$tmp" "$1"; fi' \
-    sh "$1" "$2" <<<"$3" >"$STATE_DIR/last-output" 2>&1
+    sh "$1" "$2" <<<"$3"
 }
 
 # Fails unless the coding user is an ordinary user: no privileged group, no sudo rule.
@@ -61,11 +85,12 @@ phase_coding_user() {
       fail "could not create the coding user $CODING_USER"
   fi
   verify_coding_user_contained
+  : >"$CODING_USER_WARNINGS"
   # The home is the coding user's: what goes into it, it puts there itself.
-  "${AS_CODING_USER[@]}" mkdir -p "$CODING_HOME/workspace" >"$STATE_DIR/last-output" 2>&1 ||
-    fail "could not create $CODING_HOME/workspace as $CODING_USER"
+  as_coding_user mkdir -p "$CODING_HOME/workspace" </dev/null ||
+    coding_user_warning "could not create $CODING_HOME/workspace as $CODING_USER"
   install_as_coding_user "$CODING_HOME/.npmrc" 0644 "$(<"$INSTALL_DIR/coding-user/npmrc")" ||
-    fail "could not write $CODING_HOME/.npmrc as $CODING_USER"
+    coding_user_warning "could not write $CODING_HOME/.npmrc as $CODING_USER"
   install_content "$ROOT/etc/profile.d/workbench-user-tools.sh" 0644 \
     "$(<"$INSTALL_DIR/coding-user/workbench-user-tools.sh")"
   # Unprivileged user namespaces off: nothing the coding user needs uses them, and they are
@@ -96,19 +121,25 @@ phase_code_server() {
     retry rpm -U --replacepkgs "$STATE_DIR/code-server.rpm" || fail "could not install code-server $CODE_SERVER_VERSION"
   fi
   install_as_coding_user "$CODING_HOME/.config/code-server/config.yaml" 0600 \
-    "$(render "$INSTALL_DIR/code-server/config.yaml")" || fail "could not write code-server's config as $CODING_USER"
+    "$(render "$INSTALL_DIR/code-server/config.yaml")" ||
+    coding_user_warning "could not write code-server's config as $CODING_USER"
   # Cline's provider, model, key and first-run answers, merged into what the user has. -I: none
   # of the coding user's site-packages, .pth files or PYTHON* variables take part.
-  "${AS_CODING_USER[@]}" python3 -I "$INSTALL_DIR/boot/seed_cline.py" "$CLINE_VERSION" "$CLINE_MODEL" \
-    "$CLINE_LITELLM_URL" <<<"$LITELLM_CLINE_KEY" >"$STATE_DIR/last-output" 2>&1 ||
-    fail "could not pre-fill Cline's settings"
-  # What the coding user's process printed, without the control characters it could hide in it.
-  log "$(tr '\n' ' ' <"$STATE_DIR/last-output" | tr -d '\000-\010\013-\037\177')"
-  local extension=saoudrizwan.claude-dev
-  if ! timeout 60 "${AS_CODING_USER[@]}" code-server --list-extensions --show-versions 2>/dev/null |
-    grep -qx "$extension@$CLINE_VERSION"; then
-    retry "${AS_CODING_USER[@]}" code-server --install-extension "$extension@$CLINE_VERSION" ||
-      fail "could not install Cline $CLINE_VERSION from Open VSX"
+  if as_coding_user python3 -I "$INSTALL_DIR/boot/seed_cline.py" "$CLINE_VERSION" "$CLINE_MODEL" \
+    "$CLINE_LITELLM_URL" <<<"$LITELLM_CLINE_KEY"; then
+    # What the coding user's process printed, without the control characters it could hide in it.
+    log "$(tr '\n' ' ' <"$CODING_USER_OUTPUT" | tr -d '\000-\010\013-\037\177')"
+  else
+    coding_user_warning "could not pre-fill Cline's settings"
+  fi
+  local extension=saoudrizwan.claude-dev attempt
+  if ! as_coding_user code-server --list-extensions --show-versions </dev/null ||
+    ! grep -qx "$extension@$CLINE_VERSION" "$CODING_USER_OUTPUT"; then
+    for ((attempt = 1; attempt <= RETRY_ATTEMPTS; attempt++)); do
+      as_coding_user code-server --install-extension "$extension@$CLINE_VERSION" </dev/null && break
+      ((attempt < RETRY_ATTEMPTS)) && sleep "$RETRY_DELAY_SECONDS"
+    done
+    ((attempt <= RETRY_ATTEMPTS)) || coding_user_warning "could not install Cline $CLINE_VERSION from Open VSX"
   fi
   retry systemctl enable --now "code-server@$CODING_USER" || fail "code-server did not start"
   end_phase

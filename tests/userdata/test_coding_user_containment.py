@@ -136,6 +136,14 @@ ATTACKS = {
 }
 
 
+# What the boot reports when a link leads its step as the coding user where that user may not write.
+EXPECTED_WARNINGS = {
+    "config-to-etc": f"could not write code-server's config as {CODING_USER}\n",
+    "code-server-config-to-etc": f"could not write code-server's config as {CODING_USER}\n",
+    "cline-to-root-private": "could not pre-fill Cline's settings\n",
+}
+
+
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_root_never_follows_the_coding_users_links(hostile, attack):
     hostile.as_coding_user(ATTACKS[attack](hostile))
@@ -148,10 +156,14 @@ def test_root_never_follows_the_coding_users_links(hostile, attack):
     assert after == before, result.stdout[-2000:]
     assert not (hostile.per_boot / "zz").exists() and not (hostile.per_boot / "zz").is_symlink()
     assert hostile.owned_by_coding_user_outside_its_home() == []
-    if result.returncode != 0:
-        # The link made a step of the coding user's fail on its own privileges; the deploy says which.
-        (signal,) = hostile.sandbox.signals
-        assert signal["Status"] == "FAILURE" and CODING_USER in signal["Reason"], signal["Reason"]
+    # A step the link made fail on the coding user's own privileges is reported, not fatal: the
+    # coding user cannot veto a deploy either.
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert [signal["Status"] for signal in hostile.sandbox.signals] == ["SUCCESS"]
+    warnings = (hostile.sandbox.root / "var/lib/workbench/coding-user-warnings").read_text()
+    assert warnings == EXPECTED_WARNINGS.get(attack, ""), warnings
+    health = hostile.sandbox.run("--health").stdout.splitlines()
+    assert f"coding-user-setup {'unhealthy' if warnings else 'healthy'}" in health
 
 
 def test_the_coding_users_steps_run_as_it_and_its_files_are_its_own(hostile):
@@ -161,6 +173,12 @@ def test_the_coding_users_steps_run_as_it_and_its_files_are_its_own(hostile):
         info = (hostile.home / written).lstat()
         assert (info.st_uid, info.st_gid) == (hostile.uid, hostile.gid), written
     assert hostile.owned_by_coding_user_outside_its_home() == []
+    # Root's step output (the secret's among it) and the coding user's never share a file, and
+    # neither can be reopened for reading through a descriptor the coding user kept.
+    state = hostile.sandbox.root / "var/lib/workbench"
+    for output in ("last-output", "coding-user-output"):
+        info = (state / output).stat()
+        assert (info.st_uid, info.st_mode & 0o777) == (0, 0o600), output
 
 
 def test_nothing_the_coding_user_planted_runs_inside_the_boot(hostile):

@@ -86,10 +86,10 @@ def box(tmp_path):
     try:
         host.sh(f"""
             ip link add to-metadata type veth peer name eth0 netns {metadata.holder.pid}
-            ip link add to-container type veth peer name eth0 netns {container.holder.pid}
+            ip link add br-workbench type veth peer name eth0 netns {container.holder.pid}
             ip addr add 10.99.0.1/30 dev to-metadata; ip -6 addr add fd00:99::1/64 dev to-metadata nodad
-            ip addr add 172.29.0.1/24 dev to-container
-            ip link set to-metadata up; ip link set to-container up
+            ip addr add 172.29.0.1/24 dev br-workbench; ip -6 addr add fd00:29::1/64 dev br-workbench nodad
+            ip link set to-metadata up; ip link set br-workbench up
             ip route add 169.254.169.254/32 via 10.99.0.2
             ip -6 route add fd00:ec2::254/128 via fd00:99::2
             sysctl -qw net.ipv4.ip_forward=1
@@ -102,6 +102,7 @@ def box(tmp_path):
         """)
         container.sh(f"""
             ip addr add {ALLOWED_CONTAINER}/24 dev eth0; ip addr add {OTHER_CONTAINER}/24 dev eth0
+            ip -6 addr add fd00:29::2/64 dev eth0 nodad
             ip link set eth0 up; ip route add default via 172.29.0.1
         """)
         servers += [metadata.serve("169.254.169.254", 80), metadata.serve("fd00:ec2::254", 80),
@@ -218,6 +219,20 @@ def test_the_coding_user_reaches_no_container_address(box):
         assert not reaches(host, f"http://{OTHER_CONTAINER}:5432/", user=CODING_USER)
         assert reaches(host, f"http://{OTHER_CONTAINER}:5432/")  # root: the boot's health checks
         assert reaches(host, "http://127.0.0.1:4000/", user=CODING_USER)
+    finally:
+        database.kill()
+
+
+def test_the_coding_user_reaches_no_container_over_ipv6_either(box):
+    # Docker 26+ gives containers IPv6 link-local addresses even on IPv4-only networks (moby#47062),
+    # and Postgres, Redis and ClickHouse listen on ::. The bridges are refused by interface.
+    host, container, sandbox = box
+    database = container.serve("fd00:29::2", 5432)
+    try:
+        assert reaches(host, "http://[fd00:29::2]:5432/", user=CODING_USER)
+        assert firewall(host, sandbox).returncode == 0
+        assert not reaches(host, "http://[fd00:29::2]:5432/", user=CODING_USER)
+        assert reaches(host, "http://[fd00:29::2]:5432/")
     finally:
         database.kill()
 

@@ -21,6 +21,8 @@ CONTROLS = {chr(c) for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]} - {"\n", "
     ("\x1b7\x1b(0boot ok\x1b8", "boot ok"),  # save/restore cursor, switch character set
     ("title \x1b]0;never ended\nnext line", "title \nnext line"),  # an open OSC ends at its line
     ("x\x00y\x7fz\x85w", "xyzw"),  # NUL, DEL, NEL
+    ("litellm \u202eyhtlaehnu\u202c", "litellm yhtlaehnu"),  # RLO would show "unhealthy" as "healthy"-like text
+    ("a\u2066b\u2069c\u200fd\u061ce", "abcde"),  # isolates, RLM, Arabic letter mark
 ])
 def test_control_sequences_and_characters_are_removed(hostile, shown):
     assert printable(hostile) == shown
