@@ -26,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 LITELLM = Path(sys.executable).parent / "litellm"
+# How long the proxy may take to answer its liveliness check after it starts.
+STARTUP_SECONDS = 240
 TEST_SECRETS = {"LITELLM_MASTER_KEY": "sk-testmasterkey", "LITELLM_SALT_KEY": "sk-testsalt",
                 "LITELLM_DB_PASSWORD": "unused", "AWS_REGION": "us-east-1",
                 "LANGFUSE_PUBLIC_KEY": "pk-lf-testpublic", "LANGFUSE_SECRET_KEY": "sk-lf-testsecret"}
@@ -223,7 +225,9 @@ def running_proxy(workdir: Path, tree: Path, config: dict,
                                     "--port", str(port), *compose_arguments(tree)],
                                    env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
         try:
-            deadline = time.monotonic() + 90
+            # Two workers each import LiteLLM: 10-30 s on an idle 2-CPU machine, over 90 s seen with
+            # other tests loading both CPUs. Only an upper bound: a healthy proxy answers at once.
+            deadline = time.monotonic() + STARTUP_SECONDS
             while True:
                 if process.poll() is not None:
                     raise GatewayError(f"proxy exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
@@ -233,7 +237,8 @@ def running_proxy(workdir: Path, tree: Path, config: dict,
                 except OSError:
                     pass
                 if time.monotonic() > deadline:
-                    raise GatewayError("proxy did not answer /health/liveliness within 90 s")
+                    raise GatewayError(f"proxy did not answer /health/liveliness within {STARTUP_SECONDS} s:\n"
+                                       f"{log_path.read_text()[-3000:]}")
                 time.sleep(0.25)
             yield Proxy(port, process, bedrock, langfuse)
         finally:
