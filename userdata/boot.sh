@@ -491,8 +491,11 @@ main() {
   case ${1:-} in
     --health)
       health_report "${HEALTH_CHECKS[@]}" "${CONFIGURATION_CHECKS[@]}"
-      # What the boot could not set up in the coding user's home (boot/coding-user.sh).
-      if [[ -s $STATE_DIR/coding-user-warnings ]]; then echo "coding-user-setup unhealthy"; else echo "coding-user-setup healthy"; fi
+      # What the boot could not set up in the coding user's home (boot/coding-user.sh empties the
+      # file when its phase starts): none yet if that phase never ran.
+      if [[ ! -e $STATE_DIR/coding-user-warnings ]]; then echo "coding-user-setup unknown"
+      elif [[ -s $STATE_DIR/coding-user-warnings ]]; then echo "coding-user-setup unhealthy"
+      else echo "coding-user-setup healthy"; fi
       bash "$INSTALL_DIR/boot/idle-stop.sh" report 2>/dev/null || echo "idle-stop unknown"
       return ;;
     --logs) service_logs "${2:?--logs needs a service name}" "${3:-100}"; return ;;

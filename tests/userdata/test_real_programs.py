@@ -164,9 +164,10 @@ def test_a_fresh_code_server_that_no_browser_opened_is_healthy_and_down_is_unhea
     # Nothing else runs in this namespace: every other service is reported, and unhealthy.
     assert [line.split()[0] for line in report] == [
         "langfuse-web", "langfuse-worker", "litellm", "litellm-langfuse-callback", "code-server",
-        "langfuse-llm-connection", "idle-stop"]
+        "langfuse-llm-connection", "coding-user-setup", "idle-stop"]
     assert [line for line in report if line.endswith(" healthy")] == ["code-server healthy"]
-    assert report[-1] == "idle-stop unknown"  # no bundle (boot/idle-stop.sh) in this sandbox
+    # No boot ran in this sandbox: no coding-user phase, no bundle (boot/idle-stop.sh).
+    assert report[-2:] == ["coding-user-setup unknown", "idle-stop unknown"]
     stop(code_server)
     assert "code-server unhealthy" in health_report(netns, tmp_path)
 
