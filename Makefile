@@ -15,7 +15,7 @@ TEST_COMMANDS := redis-server:redis-server redis-cli:redis-tools pg_isready:post
 PROGRAMS := tests/programs
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help install system-packages test-install lint bench-gateway deploy destroy synth render test deploy-local destroy-local clean
+.PHONY: help install system-packages test-install lint bench-gateway deploy destroy synth render test deploy-local destroy-local workshop-studio package clean
 
 help:
 	@echo "make deploy         deploy to the AWS account of your current credentials"
@@ -26,6 +26,8 @@ help:
 	@echo "make deploy-local   no AWS account: deploy into a local AWS emulator and check it"
 	@echo "make destroy-local  destroy that local deployment and check nothing is left"
 	@echo "make bench-gateway  what the LiteLLM gateway adds to time to first token (1 and 8 streams)"
+	@echo "make workshop-studio OUT=dir  Workshop Studio content: template without CDK bootstrap, assets, guide"
+	@echo "make package BUCKET=name      upload that template to your bucket, print a quick-create link"
 
 $(BIN)/activate: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -98,6 +100,16 @@ test: test-install lint
 # Not a test: what LiteLLM adds to time to first token, 1 and 8 streams (benchmarks/gateway.py).
 bench-gateway: install
 	$(BIN)/python -m benchmarks.gateway
+
+# One CloudFormation template that deploys without the CDK or its bootstrap, for Workshop Studio
+# (content tree) or your own account's console (upload + quick-create link): workbench/workshop_studio.py.
+workshop-studio: install
+	@test -n "$(OUT)" || { echo "usage: make workshop-studio OUT=dir [CDK_ARGS='-c key=value']"; exit 2; }
+	$(BIN)/python -m workbench.workshop_studio content "$(OUT)" $(CDK_ARGS)
+
+package: install
+	@test -n "$(BUCKET)" || { echo "usage: make package BUCKET=name [PREFIX=path/] [CDK_ARGS='-c key=value --profile NAME']"; exit 2; }
+	$(BIN)/python -m workbench.workshop_studio package --bucket "$(BUCKET)" --prefix "$(PREFIX)" $(CDK_ARGS)
 
 clean:
 	rm -rf cdk.out .pytest_cache .local-aws

@@ -17,6 +17,8 @@ from workbench.secrets import seed_of
 from workbench.settings import Model, stack_name_for
 
 STACK_PREFIX = stack_name_for("")
+# CloudFormation tags every resource it creates with its stack's name.
+CLOUDFORMATION_STACK_TAG = "aws:cloudformation:stack-name"
 
 
 class WorkbenchError(Exception):
@@ -56,6 +58,10 @@ def _credential_errors_explained() -> Iterator[None]:
         code = error.response["Error"]["Code"]
         if code in ("ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException"):
             raise WorkbenchError(f"AWS credentials rejected ({code}): refresh them and try again") from error
+        if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
+            # E.g. a Workshop Studio participant's role, which has no Run Command (status, logs).
+            said = error.response["Error"].get("Message", "")
+            raise WorkbenchError(f"AWS refused the call ({code}): {said}") from error
         raise
 
 
@@ -81,16 +87,35 @@ class WorkbenchAws:
         try:
             stacks = self._call("cloudformation", "describe_stacks", StackName=stack_name)["Stacks"]
         except botocore.exceptions.ClientError as error:
-            if "does not exist" in str(error):
+            if "does not exist" not in str(error):
+                raise
+            # Workshop Studio names the stack of its template itself: find it through the
+            # workbench's instance, which carries the workbench's and its stack's names as tags.
+            found = self._stack_of_tagged_instance(name)
+            if found is None or found == stack_name:
                 raise WorkbenchError(
                     f"no workbench named {name!r} in {self.region} (stack {stack_name} not found); "
                     "deploy it with `make deploy` or see `workbench list`"
                 ) from error
-            raise
+            stack_name = found
+            stacks = self._call("cloudformation", "describe_stacks", StackName=stack_name)["Stacks"]
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
         if contract.INSTANCE_ID not in outputs:
             raise WorkbenchError(f"stack {stack_name} is {stacks[0]['StackStatus']} and has no instance yet")
         return Deployment(name, self.region, outputs)
+
+    def _stack_of_tagged_instance(self, name: str) -> str | None:
+        """The stack of the workbench's live instance (tagged ai-workbench=NAME), if there is one."""
+        reservations = self._call("ec2", "describe_instances", Filters=[
+            {"Name": f"tag:{snapshots.WORKBENCH_TAG}", "Values": [name]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        ])["Reservations"]
+        stacks = {tag["Value"] for reservation in reservations for instance in reservation["Instances"]
+                  for tag in instance.get("Tags", []) if tag["Key"] == CLOUDFORMATION_STACK_TAG}
+        if len(stacks) > 1:
+            raise WorkbenchError(f"instances of stacks {', '.join(sorted(stacks))} all carry "
+                                 f"{snapshots.WORKBENCH_TAG}={name}; give the stack's region or delete the stale one")
+        return stacks.pop() if stacks else None
 
     def deployments(self) -> list[tuple[str, str]]:
         """(workbench name, stack status) of every workbench stack in the region."""

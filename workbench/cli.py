@@ -177,6 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if getattr(args, "name", "") is None:
+            if not settings.DEFAULT_SETTINGS_FILE.exists():  # installed from the wheel, outside a checkout
+                raise WorkbenchError("no workbench.yaml here to take the workbench's name from: "
+                                     "give its NAME (`workbench list` shows them)")
             args.name = settings.load().name
         return args.handler(WorkbenchAws(region=args.region, profile=args.profile), args)
     except (WorkbenchError, settings.SettingsError) as error:

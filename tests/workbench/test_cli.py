@@ -31,7 +31,7 @@ REGION = "us-east-1"
 # check, then the idle stop's line.
 HEALTHY_REPORT = "\n".join(f"{name} healthy" for name in (
     "langfuse-web", "langfuse-worker", "litellm", "litellm-langfuse-callback", "code-server",
-    "langfuse-llm-connection")) + "\nidle-stop in 42 min (last use: an SSM session at 2026-11-30T05:00:00Z)\n"
+    "langfuse-llm-connection", "coding-user-setup")) + "\nidle-stop in 42 min (last use: an SSM session at 2026-11-30T05:00:00Z)\n"
 
 
 @pytest.fixture
@@ -172,6 +172,35 @@ def test_a_missing_stack_is_named(aws_env, capsys, command, monkeypatch):
                    "deploy it with `make deploy` or see `workbench list`\n")
 
 
+def test_a_workbench_whose_stack_another_tool_named_is_found_through_its_instance(aws_env, capsys):
+    """Workshop Studio names the stack of its template itself; CloudFormation tags the instance
+    with that name, and the stack tags it with the workbench's (stacks/workbench_stack.py)."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    instance_id = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, TagSpecifications=[{
+        "ResourceType": "instance", "Tags": [{"Key": "ai-workbench", "Value": "dave"},
+                                             {"Key": "aws:cloudformation:stack-name", "Value": "ws-event-1234"}]}],
+    )["Instances"][0]["InstanceId"]
+    deploy_fake_workbench("eve", instance_id=instance_id)  # stack ai-workbench-eve: renamed below
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    template = cloudformation.get_template(StackName="ai-workbench-eve")["TemplateBody"]
+    cloudformation.create_stack(StackName="ws-event-1234", TemplateBody=json.dumps(template))
+    cloudformation.delete_stack(StackName="ai-workbench-eve")
+    code, out, err = run(capsys, "credentials", "dave")
+    assert err == ""
+    assert code == 0
+    assert value_for("eve", "litellm-cline-key") in out
+
+
+def test_without_a_settings_file_the_name_must_be_given(aws_env, capsys, monkeypatch, tmp_path):
+    # The `workbench` command installed from the wheel (Workshop Studio) has no workbench.yaml.
+    monkeypatch.setattr(settings, "DEFAULT_SETTINGS_FILE", tmp_path / "workbench.yaml")
+    code, out, err = run(capsys, "credentials")
+    assert (code, out) == (1, "")
+    assert err == ("workbench: no workbench.yaml here to take the workbench's name from: "
+                   "give its NAME (`workbench list` shows them)\n")
+
+
 def test_an_instance_that_no_longer_exists_is_named(aws_env, capsys):
     deploy_fake_workbench("alice", instance_id="i-0123456789abcdef0")
     code, _, err = run(capsys, "status", "alice")
@@ -187,6 +216,28 @@ def test_missing_credentials_are_named(aws_env, capsys, monkeypatch, tmp_path):
     for command in (["list"], ["status"]):
         code, _, err = run(capsys, *command)
         assert (code, err) == (1, "workbench: no AWS credentials: run `aws configure` or set AWS_PROFILE\n")
+
+
+def test_a_call_the_role_may_not_make_is_named(aws_env, capsys, ssm_ping, monkeypatch):
+    """A Workshop Studio participant's role has no Run Command (workbench/workshop_studio.py)."""
+    import botocore.client
+    import botocore.exceptions
+
+    deploy_fake_workbench("alice")
+    # The message as IAM words an implicit deny ("Troubleshoot access denied error messages", IAM User Guide).
+    message = ("User: arn:aws:sts::123456789012:assumed-role/WSParticipantRole/Participant is not authorized to "
+               "perform: ssm:SendCommand because no identity-based policy allows the ssm:SendCommand action")
+    original = botocore.client.BaseClient._make_api_call
+
+    def refuse_send_command(self, operation, params):
+        if operation == "SendCommand":
+            raise botocore.exceptions.ClientError(
+                {"Error": {"Code": "AccessDeniedException", "Message": message}}, operation)
+        return original(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", refuse_send_command)
+    code, _, err = run(capsys, "status", "alice")
+    assert (code, err) == (1, f"workbench: AWS refused the call (AccessDeniedException): {message}\n")
 
 
 def test_an_unknown_profile_is_named(aws_env, capsys, tmp_path, monkeypatch):

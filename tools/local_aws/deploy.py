@@ -201,10 +201,18 @@ def bundle_location(ec2, instance_id: str) -> tuple[str, str, str]:
 
 
 def verify_destroyed(endpoint: str, stack_name: str, volume_id: str, snapshot: snapshots.DataSnapshot | None) -> None:
-    client = clients(endpoint)
     print("Checking that nothing of the workbench is left but its data's snapshot:")
     check(snapshot is not None and snapshot.state == "completed" and snapshot.kind == snapshots.FINAL,
           f"the data volume left snapshot {snapshot.snapshot_id if snapshot else '(none)'}, tagged as the final one")
+    verify_nothing_left(endpoint, stack_name, volume_id, kept_bucket_prefix="cdk-", kept_what="CDK's bootstrap bucket")
+    roles = [r["RoleName"] for r in clients(endpoint)("iam").list_roles()["Roles"] if stack_name in r["RoleName"]]
+    check(roles == [], "no role of the workbench left")
+
+
+def verify_nothing_left(endpoint: str, stack_name: str, volume_id: str, kept_bucket_prefix: str,
+                        kept_what: str) -> None:
+    """No stack, instance, data volume, network, secret or bucket but the ones named kept_bucket_prefix…"""
+    client = clients(endpoint)
     check(not client("ec2").describe_volumes(Filters=[{"Name": "volume-id", "Values": [volume_id]}])["Volumes"],
           f"data volume {volume_id} gone")
     names = [s["StackName"] for s in client("cloudformation").list_stacks()["StackSummaries"]
@@ -226,10 +234,9 @@ def verify_destroyed(endpoint: str, stack_name: str, volume_id: str, snapshot: s
     )
     check(leftovers == [], f"no subnet, route table, security group or internet gateway left {leftovers or ''}")
     check(client("secretsmanager").list_secrets()["SecretList"] == [], "no secret left")
-    buckets = [b["Name"] for b in client("s3").list_buckets()["Buckets"] if not b["Name"].startswith("cdk-")]
-    check(buckets == [], "no bucket left but CDK's bootstrap bucket")
-    roles = [r["RoleName"] for r in client("iam").list_roles()["Roles"] if stack_name in r["RoleName"]]
-    check(roles == [], "no role of the workbench left")
+    buckets = [b["Name"] for b in client("s3").list_buckets()["Buckets"]
+               if not b["Name"].startswith(kept_bucket_prefix)]
+    check(buckets == [], f"no bucket left but {kept_what}")
 
 
 def deploy_into(endpoint: str, stack_name: str, from_snapshot: str | None = None) -> dict[str, str]:
