@@ -31,9 +31,10 @@ class BootPackage(Construct):
             bundle_sha256 = bundle.pack(bundle.render(settings, Path(scratch) / "tree"), archive)
             # A .zip file is a file asset, which the CDK CLI uploads as it is: the object in S3 is
             # these bytes, whose hash the box checks (a directory would be zipped at deploy time,
-            # after the template is written). It is named after that same hash rather than CDK's
-            # cached fingerprint of the file, and copied into the cloud assembly right here, so
-            # the scratch copy can go.
+            # after the template is written). Its asset hash is that same hash rather than CDK's
+            # cached fingerprint of the file (CDK names the object by a digest of it, not by the
+            # sha256 itself), and it is copied into the cloud assembly right here, so the scratch
+            # copy can go.
             self.bundle = s3_assets.Asset(self, "Bundle", path=str(archive), asset_hash=bundle_sha256)
         deployment = deployment_env(settings, secrets, storage, data, self.bundle, bundle_sha256)
         # What root's credentials endpoint assumes for the containers (assets/boot/service_credentials.py).
