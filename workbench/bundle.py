@@ -39,13 +39,18 @@ class SynthTemplate(string.Template):
     delimiter = "@"
 
 
+LAPTOP_ONLY = "local"
+
+
 def render(settings: Settings, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     values = vars(settings.versions)
     for source in sorted(ASSETS.rglob("*")):
-        if source.is_dir() or BYTE_CODE_CACHE in source.relative_to(ASSETS).parts:
+        parts = source.relative_to(ASSETS).parts
+        # assets/local is the laptop's overlay (workbench/local.py), never the box's.
+        if source.is_dir() or BYTE_CODE_CACHE in parts or parts[0] == LAPTOP_ONLY:
             continue
         target = out_dir / source.relative_to(ASSETS)
         target.parent.mkdir(parents=True, exist_ok=True)

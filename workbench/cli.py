@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from workbench import bedrock_access, contract, settings
+from workbench import bedrock_access, contract, local, settings
 from workbench import connect as connecting
 from workbench.aws import WorkbenchAws, WorkbenchError
 from workbench.contract import BOOT_SCRIPT_ON_BOX, SERVICE_PORTS
@@ -20,6 +20,9 @@ from workbench.secrets import BY_KEY, derive
 from workbench.terminal import printable, say
 
 NOT_HEALTHY = 3
+# What `workbench local logs` can show: the services of the laptop's compose files.
+LOCAL_SERVICES = ("langfuse-web", "langfuse-worker", "langfuse-postgres", "clickhouse", "redis", "blob",
+                  "litellm", "litellm-postgres")
 # Where Cline reaches LiteLLM on the box (userdata/boot.sh's CLINE_LITELLM_URL): Cline runs in
 # code-server's extension host there, so this is no browser's URL and no tunnel's port.
 BOX_LITELLM_URL = f"http://localhost:{SERVICE_PORTS['LiteLLM']}"
@@ -128,6 +131,42 @@ def cmd_list(aws: WorkbenchAws, args) -> int:
     return 0
 
 
+def cmd_local(args) -> int:
+    """`workbench local ...`: no deployed stack, the user's own Docker and AWS profile (workbench/local.py)."""
+    loaded = settings.load()
+    directory = local.home(loaded.name)
+    if args.local_command == "render":
+        say(str(local.render(loaded, directory)))
+    elif args.local_command == "up":
+        local.up(loaded, directory, args.profile, say)
+        say("Langfuse on http://localhost:3000, LiteLLM on http://localhost:4000; `workbench local credentials`")
+    elif args.local_command == "down":
+        if args.volumes and not args.yes and input(
+                "Delete Langfuse's and LiteLLM's data on this machine? Type yes: ").strip() != "yes":
+            raise WorkbenchError("nothing deleted")
+        local.down(directory, args.volumes)
+    elif args.local_command == "status":
+        services = local.status(directory)
+        for service, health in services.items():
+            say(f"{service:<20} {health}")
+        if not services or any(health not in ("healthy", "running") for health in services.values()):
+            return NOT_HEALTHY
+    elif args.local_command == "logs":
+        project = "litellm" if args.service.startswith("litellm") else "langfuse"
+        return local.compose(directory, project, "logs", "--tail", str(args.lines), args.service).returncode
+    else:
+        values = local.env_values(loaded, local.seed(directory))
+        if args.local_command == "credentials":
+            local.print_credentials(loaded, values, say)
+        elif args.apply:
+            local.apply_cline(loaded, values, say)
+        else:
+            for path, wanted in local.cline_settings(loaded, values):
+                say(f"{path}:")
+                say(json.dumps(wanted, indent=2))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="workbench", description=__doc__.split("\n")[0])
     top.add_argument("--region", help="AWS region (default: your AWS configuration)")
@@ -153,6 +192,20 @@ def parser() -> argparse.ArgumentParser:
     logs.add_argument("service", choices=LOG_SOURCES)
     logs.add_argument("--lines", type=line_count, default=100, help="how many lines (default 100)")
     command("list", cmd_list, "the workbenches deployed in the region", named=False)
+    local_parser = command("local", cmd_local, "Langfuse and LiteLLM on this machine's Docker", named=False)
+    local_commands = local_parser.add_subparsers(dest="local_command", required=True)
+    local_commands.add_parser("render", help="write the compose and env files (done by up too)")
+    local_commands.add_parser("up", help="check AWS and Bedrock, start everything, wait until healthy")
+    local_down = local_commands.add_parser("down", help="stop; the data stays unless --volumes")
+    local_down.add_argument("--volumes", action="store_true", help="also delete the data (asks first)")
+    local_down.add_argument("--yes", action="store_true", help="with --volumes: do not ask")
+    local_commands.add_parser("status", help="each service's health")
+    local_logs = local_commands.add_parser("logs", help="the tail of one service's log")
+    local_logs.add_argument("service", choices=LOCAL_SERVICES)
+    local_logs.add_argument("--lines", type=line_count, default=100, help="how many lines (default 100)")
+    local_commands.add_parser("credentials", help="print the logins, keys and Cline settings")
+    local_commands.add_parser("cline", help="print Cline's settings; --apply merges them").add_argument(
+        "--apply", action="store_true", help="merge into ~/.cline/data (a backup first; keys you set stay)")
     return top
 
 
@@ -176,6 +229,8 @@ line_count = whole_number(1, 100_000)
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.command == "local":  # no stack: the user's own profile, resolved by local.up
+            return args.handler(args)
         if getattr(args, "name", "") is None:
             if not settings.DEFAULT_SETTINGS_FILE.exists():  # installed from the wheel, outside a checkout
                 raise WorkbenchError("no workbench.yaml here to take the workbench's name from: "
