@@ -18,7 +18,6 @@ import contextlib
 import http.client
 import json
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -31,18 +30,14 @@ from pathlib import Path
 
 import yaml
 
-from tools.gateway import FakeAwsServices, converse_stream, running_proxy
+from tools.gateway import ROOT, FakeAwsServices, converse_stream, key_request, running_proxy, stored_keys
 from workbench import bundle, settings
 from workbench.secrets import BY_KEY, derive
 
-ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = ROOT / "tests" / "programs" / "node_modules"
 NODE = PROGRAMS / "node" / "bin" / "node"  # the Node.js 22 of tests/programs (Cline wants >= 20)
 CLINE = PROGRAMS / "cline" / "dist" / "cli.mjs"
 SEED_CLINE = ROOT / "assets" / "boot" / "seed_cline.py"
-KEY_REQUEST = ROOT / "assets" / "boot" / "litellm_key_request.py"
-STORED_KEY_AUTH = ROOT / "tests" / "assets" / "litellm_stored_key.py"
-KEY_BUDGET_AUTH = ROOT / "tests" / "assets" / "litellm_key_budget.py"  # wraps the one above
 TEST_SEED = "T" * 64  # the workbench secret's seed, for this test only
 WORKBENCH_NAME = "alice"  # not the default name, so that a user.id of "default" cannot pass for it
 
@@ -218,12 +213,6 @@ def check_the_recorders(attempts: list, http_proxy_port: int) -> list:
     return seen
 
 
-def key_request(alias: str, user_id: str, key: str, environment: dict) -> dict:
-    """The body the boot sends to /key/generate (assets/boot/litellm-keys.sh)."""
-    return json.loads(subprocess.run([sys.executable, str(KEY_REQUEST), alias, user_id, "test"], input=key,
-                                     capture_output=True, text=True, check=True, env=environment).stdout)
-
-
 def run_cline(home: Path, workspace: Path, proxy_url: str, outdir: Path, name: str) -> dict:
     environment = {
         "HOME": str(home), "PATH": f"{NODE.parent}:/usr/bin:/bin", "CLINE_NO_AUTO_UPDATE": "1",
@@ -271,27 +260,19 @@ def main(outdir: Path) -> None:
                   "CLINE_BUDGET_USD_PER_DAY": f"{workbench.cline_budget_usd_per_day:g}"}
     cline_key = derive(TEST_SEED, BY_KEY["litellm-cline-key"])
     spent_key = derive("S" * 64, BY_KEY["litellm-cline-key"])  # a second Cline key, for the spent day
-    stored = outdir / "stored-keys.json"
     spent = key_request("cline", workbench.name, spent_key, deployment)
     # The key row's spend after a day of work: past the budget (tests/assets/litellm_key_budget.py).
     spent["spend"] = spent["max_budget"] + 0.5
-    stored.write_text(json.dumps([key_request("cline", workbench.name, cline_key, deployment), spent]))
 
     tree = bundle.render(workbench, outdir / "bundle")
     config = yaml.safe_load((tree / "litellm" / "config.yaml").read_text())
-    # LiteLLM's key table needs Postgres: the keys are read from the stored requests instead
-    # (tests/assets/litellm_stored_key.py, LiteLLM's own checks after the lookup).
-    for module in (STORED_KEY_AUTH, KEY_BUDGET_AUTH):
-        shutil.copyfile(module, outdir / module.name)
-    config["general_settings"]["custom_auth"] = f"{KEY_BUDGET_AUTH.stem}.user_api_key_auth"
-    config["general_settings"]["custom_auth_run_common_checks"] = True
-    config["litellm_settings"]["enable_post_custom_auth_checks"] = True
+    keys = stored_keys(outdir, config, [key_request("cline", workbench.name, cline_key, deployment), spent])
 
     result.update({"task": TASK, "workbench_name": workbench.name, "model": workbench.cline_model,
                     "model_info": {m.name: {"context_window": m.info.context_window,
                                             "prompt_caching": m.info.prompt_caching} for m in workbench.models}})
     starting = time.monotonic()
-    with running_proxy(outdir, tree, config, {"WORKBENCH_STORED_KEYS": str(stored)}) as proxy:
+    with running_proxy(outdir, tree, config, keys) as proxy:
         result["proxy_start_seconds"] = round(time.monotonic() - starting, 1)
         proxy.bedrock.RequestHandlerClass = ScriptedBedrock  # the fake's server, with a task's answers
         relay = serve(Relay, upstream_port=proxy.port, records=[])

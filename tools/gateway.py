@@ -1,14 +1,17 @@
 """The real LiteLLM proxy with the shipped config, and fakes of what it talks to (Bedrock, Langfuse).
 
-Shared by the proxy tests (tests/assets/test_litellm_proxy.py) and the gateway benchmark
-(benchmarks/gateway.py). The fake Bedrock answers Converse and ConverseStream (AWS event-stream
-framing) at once; the fake Langfuse accepts OTLP exports. Both record every request.
+Shared by the proxy tests (tests/assets/test_litellm_proxy.py), the laptop's test
+(tests/workbench/test_local.py), the Cline scenario (tools/cline_scenario.py) and the gateway
+benchmark (benchmarks/gateway.py). The fake Bedrock answers Converse and ConverseStream (AWS
+event-stream framing) at once; the fake Langfuse accepts OTLP exports. Both record every request.
+The boot's virtual keys stand in for LiteLLM's Postgres key table through stored_keys().
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +29,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 LITELLM = Path(sys.executable).parent / "litellm"
+ROOT = Path(__file__).resolve().parents[1]
+KEY_REQUEST = ROOT / "assets" / "boot" / "litellm_key_request.py"
+STORED_KEY_AUTH = ROOT / "tests" / "assets" / "litellm_stored_key.py"
+KEY_BUDGET_AUTH = ROOT / "tests" / "assets" / "litellm_key_budget.py"  # wraps the one above
 # How long the proxy may take to answer its liveliness check after it starts.
 STARTUP_SECONDS = 240
 TEST_SECRETS = {"LITELLM_MASTER_KEY": "sk-testmasterkey", "LITELLM_SALT_KEY": "sk-testsalt",
@@ -172,6 +179,32 @@ def shipped_env(tree: Path, langfuse_url: str, values: Mapping[str, str] = TEST_
     # No database offline: Prisma would download its engines (the deployed image has them).
     del env["DATABASE_URL"]
     return env
+
+
+def key_request(alias: str, user_id: str, key: str, environment: Mapping[str, str]) -> dict:
+    """The body the boot sends to /key/generate for one key (assets/boot/litellm-keys.sh runs
+    litellm_key_request.py with deployment.env's LITELLM_MODEL_NAMES and CLINE_BUDGET_USD_PER_DAY)."""
+    return json.loads(subprocess.run([sys.executable, str(KEY_REQUEST), alias, user_id, "test"], input=key,
+                                     capture_output=True, text=True, check=True, env=dict(environment)).stdout)
+
+
+def stored_keys(workdir: Path, config: dict, keys: list[dict]) -> dict[str, str]:
+    """Serve `keys` (bodies of key_request, optionally with the row's "spend") as LiteLLM's key table.
+
+    The table needs Postgres, which cannot run offline: the keys are read from a file instead
+    (tests/assets/litellm_stored_key.py) and every check after the lookup is LiteLLM's own, the
+    daily budget included (tests/assets/litellm_key_budget.py). Changes `config` (written by
+    running_proxy into `workdir`, where the proxy finds the two modules) and returns the
+    environment change that names the file.
+    """
+    for module in (STORED_KEY_AUTH, KEY_BUDGET_AUTH):
+        shutil.copyfile(module, workdir / module.name)
+    config["general_settings"]["custom_auth"] = f"{KEY_BUDGET_AUTH.stem}.user_api_key_auth"
+    config["general_settings"]["custom_auth_run_common_checks"] = True
+    config["litellm_settings"]["enable_post_custom_auth_checks"] = True
+    stored = workdir / "stored-keys.json"
+    stored.write_text(json.dumps(keys))
+    return {"WORKBENCH_STORED_KEYS": str(stored)}
 
 
 @dataclass

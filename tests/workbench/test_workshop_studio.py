@@ -299,7 +299,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_gives_the_workbench_command(tr
 
     usage = workbench("--help")
     assert usage.returncode == 0, usage.stderr
-    assert "{connect,credentials,status,logs,list}" in usage.stdout
+    assert "{connect,credentials,status,logs,list,local}" in usage.stdout
     for command in ("connect", "credentials"):
         assert workbench(command, "--help").returncode == 0
     # The command imports only what the wheel brings (boto3, PyYAML): no CDK, no repository files.
