@@ -14,6 +14,7 @@ from stacks.secrets import WorkbenchSecrets
 from stacks.storage import LangfuseBlobStorage
 from workbench import contract
 from workbench.settings import Settings
+from workbench.snapshots import WORKBENCH_TAG
 
 
 class WorkbenchStack(Stack):
@@ -24,7 +25,7 @@ class WorkbenchStack(Stack):
             description=f"AI Coding Workbench {settings.name}: Langfuse, LiteLLM and VS Code Server on EC2",
             **kwargs,
         )
-        Tags.of(self).add("ai-workbench", settings.name)
+        Tags.of(self).add(WORKBENCH_TAG, settings.name)
         Aspects.of(self).add(AcknowledgeCdkHandlers())
 
         network = Network(self, "Network", settings=settings)

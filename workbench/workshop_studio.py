@@ -49,13 +49,11 @@ from stacks.synthesizers import (
 )
 from workbench import bundle, contract
 from workbench import settings as workbench_settings
+from workbench.snapshots import WORKBENCH_TAG
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE_SOURCES = ROOT / "workshop"
 GUIDE_LOCALES = ("en", "ja")
-# The tag every resource of a workbench carries (stacks/workbench_stack.py); the participant
-# policy's conditions name the instance and the secret by it, whatever the stack is called.
-WORKBENCH_TAG = "ai-workbench"
 POLICY_FILE = "static/iam_policy.json"
 # What the wheel is built from: the package pyproject.toml names and nothing else.
 WHEEL_SOURCES = ("pyproject.toml", "workbench")

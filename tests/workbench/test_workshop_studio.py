@@ -24,7 +24,8 @@ from stacks.synthesizers import ASSETS_BUCKET_NAME, ASSETS_BUCKET_PREFIX
 from tests.workbench.content_tree import content_tree
 from workbench import cli, connect, settings, workshop_studio
 from workbench.aws import WorkbenchAws
-from workbench.workshop_studio import WORKBENCH_TAG, participant_policy
+from workbench.snapshots import WORKBENCH_TAG
+from workbench.workshop_studio import participant_policy
 
 NAME = settings.load().name  # the default settings the tree is written from
 # CloudFormation quotas (CloudFormation user guide, "Understand CloudFormation quotas"): a template

@@ -27,7 +27,9 @@ from tools.local_aws.deploy import (
     verify_nothing_left,
 )
 from workbench import contract
-from workbench.workshop_studio import WORKBENCH_TAG, ContentTree, quick_create_link, template_url, upload
+from workbench.aws import CLOUDFORMATION_STACK_TAG
+from workbench.snapshots import WORKBENCH_TAG
+from workbench.workshop_studio import ContentTree, quick_create_link, template_url, upload
 
 # Shaped like Workshop Studio's: a bucket that is not the deployer's, a prefix that ends in '/'.
 ASSETS_BUCKET = "ws-assets-emulated"
@@ -120,7 +122,7 @@ def verify_assets_from_the_prefix(client, stack_name: str, outputs: dict[str, st
     check(len(functions) == 2 and all(sha in assets for sha in shas),
           f"the {len(functions)} custom-resource handlers' code is assets under the prefix")
 
-    check({WORKBENCH_TAG: workbench_name, "aws:cloudformation:stack-name": stack_name}.items()
+    check({WORKBENCH_TAG: workbench_name, CLOUDFORMATION_STACK_TAG: stack_name}.items()
           <= tags_of(instance).items(),
           f"the instance carries {WORKBENCH_TAG}={workbench_name} (the participant policy's condition) and its stack")
     secret = client("secretsmanager").describe_secret(SecretId=outputs[contract.SECRET_ARN])
