@@ -9,6 +9,7 @@ The boot's virtual keys stand in for LiteLLM's Postgres key table through stored
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import shutil
@@ -16,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -33,8 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 KEY_REQUEST = ROOT / "assets" / "boot" / "litellm_key_request.py"
 STORED_KEY_AUTH = ROOT / "tests" / "assets" / "litellm_stored_key.py"
 KEY_BUDGET_AUTH = ROOT / "tests" / "assets" / "litellm_key_budget.py"  # wraps the one above
-# How long the proxy may take to answer its liveliness check after it starts.
+# How long the proxy may take to answer its liveliness check after it starts (startup_turn).
 STARTUP_SECONDS = 240
+STARTUP_LOCK = Path(tempfile.gettempdir()) / "ai-workbench-litellm-startup.lock"
 TEST_SECRETS = {"LITELLM_MASTER_KEY": "sk-testmasterkey", "LITELLM_SALT_KEY": "sk-testsalt",
                 "LITELLM_DB_PASSWORD": "unused", "AWS_REGION": "us-east-1",
                 "LANGFUSE_PUBLIC_KEY": "pk-lf-testpublic", "LANGFUSE_SECRET_KEY": "sk-lf-testsecret"}
@@ -232,6 +235,37 @@ def compose_arguments(tree: Path) -> list[str]:
 
 
 @contextmanager
+def startup_turn() -> Iterator[None]:
+    """Held while one proxy starts, by every process of this machine's test run: importing LiteLLM
+    is CPU-bound (12-17 s alone on a 2-CPU machine), and the parallel suite starting several
+    proxies at once, next to other CPU-heavy tests, left one without a line of log after 240 s.
+    One at a time, each starts in its own time; a started proxy answers at once."""
+    with STARTUP_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def wait_until_live(process: subprocess.Popen, port: int, log_path: Path) -> None:
+    """Until the proxy answers its liveliness check; its log in the error when it exits or never does."""
+    deadline = time.monotonic() + STARTUP_SECONDS  # only an upper bound: a healthy proxy answers at once
+    while True:
+        if process.poll() is not None:
+            raise GatewayError(f"proxy exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            if answer(port, "/health/liveliness")[0] == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise GatewayError(f"proxy did not answer /health/liveliness within {STARTUP_SECONDS} s:\n"
+                               f"{log_path.read_text()[-3000:]}")
+        time.sleep(0.25)
+
+
+@contextmanager
 def running_proxy(workdir: Path, tree: Path, config: dict,
                   env_changes: Mapping[str, str] | None = None) -> Iterator[Proxy]:
     """The real proxy on a free local port, with the fakes it calls; stopped with SIGINT (flushes spans)."""
@@ -253,33 +287,22 @@ def running_proxy(workdir: Path, tree: Path, config: dict,
     }
     port = free_port()
     log_path = workdir / "proxy.log"
+    process = None
     with log_path.open("w") as log:
-        process = subprocess.Popen([str(LITELLM), "--config", str(workdir / "config.yaml"), "--host", "127.0.0.1",
-                                    "--port", str(port), *compose_arguments(tree)],
-                                   env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
         try:
-            # Two workers each import LiteLLM: 10-30 s on an idle 2-CPU machine, over 90 s seen with
-            # other tests loading both CPUs. Only an upper bound: a healthy proxy answers at once.
-            deadline = time.monotonic() + STARTUP_SECONDS
-            while True:
-                if process.poll() is not None:
-                    raise GatewayError(f"proxy exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-                try:
-                    if answer(port, "/health/liveliness")[0] == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise GatewayError(f"proxy did not answer /health/liveliness within {STARTUP_SECONDS} s:\n"
-                                       f"{log_path.read_text()[-3000:]}")
-                time.sleep(0.25)
+            with startup_turn():
+                process = subprocess.Popen([str(LITELLM), "--config", str(workdir / "config.yaml"), "--host",
+                                            "127.0.0.1", "--port", str(port), *compose_arguments(tree)],
+                                           env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+                wait_until_live(process, port, log_path)
             yield Proxy(port, process, bedrock, langfuse)
         finally:
-            process.send_signal(signal.SIGINT)  # SIGINT flushes pending spans; see the compose stop_signal
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            if process is not None:
+                process.send_signal(signal.SIGINT)  # SIGINT flushes pending spans; see the compose stop_signal
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
             bedrock.shutdown()
             langfuse.shutdown()
