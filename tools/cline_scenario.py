@@ -8,7 +8,8 @@ seed_cline.py under a throwaway HOME, runs Cline's task, then a second Cline run
 its daily budget, and writes what happened to OUTDIR/result.json: Cline's requests to LiteLLM
 (recorded by a relay in front of it), the fake Bedrock's and the fake Langfuse's, Cline's output
 and every attempt to leave. Cline's requests are also written one per file under
-OUTDIR/cline-requests, for the gateway benchmark and for review. The assertions live in
+OUTDIR/cline-requests, for review, and the task's chat requests under OUTDIR/cline-capture in the
+form the gateway benchmark replays (its copy: benchmarks/cline-requests). The assertions live in
 tests/assets/test_cline_acceptance.py.
 """
 
@@ -18,6 +19,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -62,6 +64,17 @@ COMPLETE = (
     "</attempt_completion>"
 )
 SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h: where a REDIRECTed connection was going
+# What differs between two runs of the same task in Cline's requests, each replaced by its name
+# when a run is compared with the capture: the task's session id (a new ULID per task), the wall
+# clock in the environment details, and two facts about the machine in the system prompt and the
+# first turn (the kernel release, the programs found on PATH). The run's directory is the third
+# kind (workspace and home are under it); the capture names its own.
+VOLATILE = (
+    ("SESSION", re.compile(r'(?<="litellm_session_id": ")cline-[0-9A-HJKMNP-TV-Z]{26}(?=")')),
+    ("TIME", re.compile(r"(?<=# Current Time\\n)[^\\]*(?=\\n)")),
+    ("OS", re.compile(r"(?<=Operating System: )[^\\]*(?=\\n)")),
+    ("CLI_TOOLS", re.compile(r"(?<=may be useful if needed to accomplish the task: )[^\\]*(?=\\n)")),
+)
 
 
 def stream_chunks(text: str) -> list[str]:
@@ -238,6 +251,22 @@ def run_cline(home: Path, workspace: Path, proxy_url: str, outdir: Path, name: s
             "stderr": stderr[-4000:]}
 
 
+def replayable(record: dict, outdir: Path) -> dict:
+    """One request of Cline's as the benchmark replays it and the capture keeps it: verbatim, with
+    the run's directory so that comparable() can tell it from the rest."""
+    return {"captured_by": "tools/cline_scenario.py", "outdir": str(outdir), "method": record["method"],
+            "path": record["path"], "body": json.loads(record["body"])}
+
+
+def comparable(request: dict) -> str:
+    """A replayable request as JSON text with every VOLATILE part and its directory replaced by a name."""
+    text = json.dumps({key: request[key] for key in ("method", "path", "body")}, sort_keys=True)
+    text = text.replace(request["outdir"], "{OUTDIR}")
+    for name, pattern in VOLATILE:
+        text = pattern.sub("{" + name + "}", text)
+    return text
+
+
 def span_attributes(body: bytes) -> list[dict]:
     """Every span of an OTLP/protobuf export, as {name, attributes}."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -319,6 +348,11 @@ def main(outdir: Path) -> None:
     for number, record in enumerate(result["task_run"]["requests"] + result["over_budget_run"]["requests"]):
         name = f"{number:02d}-{record['method']}-{urllib.parse.quote(record['path'], safe='')}.json"
         (requests_dir / name).write_text(json.dumps(record, indent=2))
+    capture = outdir / "cline-capture"
+    capture.mkdir()
+    chats = [record for record in result["task_run"]["requests"] if record["path"].endswith("/chat/completions")]
+    for number, record in enumerate(chats, 1):
+        (capture / f"turn{number}.json").write_text(json.dumps(replayable(record, outdir), indent=1) + "\n")
     (outdir / "result.json").write_text(json.dumps(result, indent=2))
 
 

@@ -135,11 +135,13 @@ def test_dependencies_wait_for_healthy_services(projects):
         "litellm-postgres": {"condition": "service_healthy"}}
 
 
-def test_litellm_runs_the_measured_worker_count_within_its_memory_limit(projects, tree):
-    """benchmarks/gateway.py: two workers took 1141 MiB resident under 8 concurrent streams."""
+def test_litellm_runs_one_worker_within_its_memory_limit(projects, tree):
+    """One worker, or each enforces a key's daily budget on its own share of the spend
+    (tests/assets/test_litellm_budget.py runs the shipped command); benchmarks/gateway.py measured
+    it at under 500 MiB resident after 8 concurrent streams of Cline's requests."""
     litellm = projects["litellm"]["services"]["litellm"]
     command = litellm["command"]
-    assert command[command.index("--num_workers") + 1] == "2"
+    assert command[command.index("--num_workers") + 1] == "1"
     assert litellm["mem_limit"] == "2g"
     assert "LITELLM_LOG=WARNING" in (tree / "env" / "litellm.env").read_text().splitlines()
 

@@ -16,7 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from tools.cline_scenario import CLINE, COMPLETE, NODE, TASK, WORKBENCH_NAME, WORKSPACE_FILE, WORKSPACE_TEXT
+from benchmarks.gateway import CAPTURE
+from tools.cline_scenario import (
+    CLINE,
+    COMPLETE,
+    NODE,
+    TASK,
+    WORKBENCH_NAME,
+    WORKSPACE_FILE,
+    WORKSPACE_TEXT,
+    comparable,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,3 +120,15 @@ def test_clines_requests_are_kept_for_review_and_the_benchmark(scenario):
     system = json.loads(chat_requests(scenario["task_run"])[0]["body"])["messages"][0]
     system_prompt = system["content"] if isinstance(system["content"], str) else system["content"][0]["text"]
     assert len(system_prompt) > 20000  # Cline's own prompt, not a stand-in
+
+
+def test_the_benchmark_replays_what_cline_sends_today(scenario):
+    """benchmarks/cline-requests is a capture of this task's chat turns: a Cline that sends anything
+    else (another prompt, other parameters, another cache_control placement) fails here until the
+    capture is refreshed (copy OUTDIR/cline-capture/*.json there). Only the parts that differ
+    between any two runs are compared by name (tools/cline_scenario.py, VOLATILE)."""
+    today = sorted((scenario["outdir"] / "cline-capture").glob("turn*.json"))
+    captured = sorted(CAPTURE.glob("turn*.json"))
+    assert [path.name for path in today] == [path.name for path in captured] == ["turn1.json", "turn2.json"]
+    for now, then in zip(today, captured, strict=True):
+        assert comparable(json.loads(now.read_text())) == comparable(json.loads(then.read_text())), now.name
