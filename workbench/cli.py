@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from workbench import bedrock_access, contract, local, settings
+from workbench import bedrock_access, bundle, contract, local, settings
 from workbench import connect as connecting
 from workbench.aws import WorkbenchAws, WorkbenchError
 from workbench.contract import BOOT_SCRIPT_ON_BOX, SERVICE_PORTS
@@ -133,6 +133,10 @@ def cmd_list(aws: WorkbenchAws, args) -> int:
 
 def cmd_local(args) -> int:
     """`workbench local ...`: no deployed stack, the user's own Docker and AWS profile (workbench/local.py)."""
+    if not bundle.ASSETS.is_dir():  # the wheel (Workshop Studio's) carries the command, not the compose files
+        raise WorkbenchError("`workbench local` runs from a checkout of the repository, which has the compose files "
+                             f"it renders ({bundle.ASSETS} is missing): clone it and run `make install`, then "
+                             "`.venv/bin/workbench local up`")
     loaded = settings.load()
     directory = local.home(loaded.name)
     if args.local_command == "render":
