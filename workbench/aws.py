@@ -46,7 +46,7 @@ class Deployment:
 
 
 @contextlib.contextmanager
-def _credential_errors_explained() -> Iterator[None]:
+def credential_errors_explained() -> Iterator[None]:
     """AWS calls fail with one line saying what to do about missing, expired or unreachable credentials."""
     try:
         yield
@@ -79,7 +79,7 @@ class WorkbenchAws:
         self.profile = profile
 
     def _call(self, service: str, operation: str, **kwargs):
-        with _credential_errors_explained():
+        with credential_errors_explained():
             return getattr(self.session.client(service), operation)(**kwargs)
 
     def deployment(self, name: str) -> Deployment:
@@ -130,7 +130,7 @@ class WorkbenchAws:
                 return sorted(found)
 
     def data_snapshots(self) -> list[snapshots.DataSnapshot]:
-        with _credential_errors_explained():
+        with credential_errors_explained():
             return snapshots.of_workbenches(self.session.client("ec2"))
 
     def instance_state(self, instance_id: str) -> str:

@@ -10,16 +10,19 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from workbench import bedrock_access, bundle, contract, local, settings
+from workbench import bedrock_access, bundle, contract, local, room, settings
 from workbench import connect as connecting
-from workbench.aws import WorkbenchAws, WorkbenchError
+from workbench.aws import WorkbenchAws, WorkbenchError, credential_errors_explained
 from workbench.contract import BOOT_SCRIPT_ON_BOX, SERVICE_PORTS
 from workbench.secrets import BY_KEY, derive
 from workbench.terminal import printable, say
 
 NOT_HEALTHY = 3
+NO_GO = 4  # workbench workshop plan: the account cannot hold the room yet
 # What `workbench local logs` can show: the services of the laptop's compose files.
 LOCAL_SERVICES = ("langfuse-web", "langfuse-worker", "langfuse-postgres", "clickhouse", "redis", "blob",
                   "litellm", "litellm-postgres")
@@ -171,6 +174,18 @@ def cmd_local(args) -> int:
     return 0
 
 
+def cmd_workshop(aws: WorkbenchAws, args) -> int:
+    """`workbench workshop plan ROSTER`: whether the account's quotas hold the room, each participant's
+    share of Bedrock and the event's cost (workbench/room.py)."""
+    loaded = settings.load()
+    now = datetime.now(UTC)
+    roster = room.load_roster(Path(args.roster), loaded, now)
+    with credential_errors_explained():
+        room_plan = room.plan(roster, loaded, aws.session, starts_at=now)
+    say(room.format_plan(room_plan))
+    return 0 if room_plan.go else NO_GO
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="workbench", description=__doc__.split("\n")[0])
     top.add_argument("--region", help="AWS region (default: your AWS configuration)")
@@ -210,6 +225,11 @@ def parser() -> argparse.ArgumentParser:
     local_commands.add_parser("credentials", help="print the logins, keys and Cline settings")
     local_commands.add_parser("cline", help="print Cline's settings; --apply merges them").add_argument(
         "--apply", action="store_true", help="merge into ~/.cline/data (a backup first; keys you set stay)")
+    workshop = command("workshop", cmd_workshop, "a room of participants in this account", named=False)
+    workshop_commands = workshop.add_subparsers(dest="workshop_command", required=True)
+    workshop_commands.add_parser(
+        "plan", help="the account's quotas against the room's needs, each participant's Bedrock share, the cost; "
+                     f"exit {NO_GO} on a no-go").add_argument("roster", help="the roster file (YAML)")
     return top
 
 
@@ -241,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      "give its NAME (`workbench list` shows them)")
             args.name = settings.load().name
         return args.handler(WorkbenchAws(region=args.region, profile=args.profile), args)
-    except (WorkbenchError, settings.SettingsError) as error:
+    except (WorkbenchError, settings.SettingsError, room.RosterError) as error:
         print(printable(f"workbench: {error}"), file=sys.stderr)
         return 1
 

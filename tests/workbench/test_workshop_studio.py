@@ -300,7 +300,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_gives_the_workbench_command(tr
 
     usage = workbench("--help")
     assert usage.returncode == 0, usage.stderr
-    assert "{connect,credentials,status,logs,list,local}" in usage.stdout
+    assert "{connect,credentials,status,logs,list,local,workshop}" in usage.stdout
     for command in ("connect", "credentials"):
         assert workbench(command, "--help").returncode == 0
     # `local` renders the repository's compose files, which the wheel leaves out: it says so, not a traceback.
