@@ -25,8 +25,9 @@ import pytest
 import yaml
 
 from tools import gateway
-from workbench import bundle, cli, local, settings
+from workbench import bedrock_access, bundle, cli, local, settings
 from workbench import secrets as derivation
+from workbench.aws import WorkbenchError
 
 # The Compose Specification's JSON schema as docker-compose 1.29.2 ships it (PyPI wheel
 # docker_compose-1.29.2-py2.py3-none-any.whl, sha256 8d558937...c94cef809, compose/config/compose_spec.json,
@@ -281,6 +282,28 @@ def docker_stub(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv(local.HOME_VARIABLE, str(tmp_path / "home"))
     log.touch()
     return log
+
+
+def test_up_names_a_profile_without_credentials_and_each_model_bedrock_does_not_answer_for(loaded, aws_profile,
+                                                                                         monkeypatch):
+    """Before anything starts. Bedrock's answers per model are bedrock_access's (test_bedrock_access.py,
+    against botocore's model of the API); here, that up stops on them and names the models."""
+    with pytest.raises(WorkbenchError, match=r"^AWS profile nobody: The config profile \(nobody\) could not be found"):
+        local.check_aws(loaded, "nobody", print)
+    seen_keys = []
+
+    def check_all(session, models):
+        seen_keys.append(session.get_credentials().access_key)
+        return [bedrock_access.ModelAccess(model, index != 0, "ready" if index else "not offered in us-east-1")
+                for index, model in enumerate(models)]
+
+    monkeypatch.setattr(bedrock_access, "check_all", check_all)
+    lines = []
+    with pytest.raises(WorkbenchError) as refused:
+        local.check_aws(loaded, "workshop", lines.append)
+    assert seen_keys == [PROFILE_KEY]  # the profile's own credentials asked Bedrock
+    assert str(refused.value) == f"Bedrock does not answer yet for {loaded.models[0].name} (above: what is missing)"
+    assert lines[0].endswith(": not offered in us-east-1")
 
 
 def test_up_down_status_and_logs_call_compose_with_files_and_never_a_secret(loaded, docker_stub, aws_profile,
