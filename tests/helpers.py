@@ -1,4 +1,5 @@
-"""Helpers the tests share: hostile setting values and the app synthesized once per configuration."""
+"""Helpers the tests share: hostile setting values, the app synthesized once per configuration, an
+image for moto's EC2."""
 
 import json
 from functools import cache
@@ -48,3 +49,13 @@ def template_of(context: dict | None = None, **env) -> Template:
     templates = synth(json.dumps(context or {}, sort_keys=True), **env)
     (template,) = templates.values()
     return Template.from_json(template)
+
+
+def moto_image_id(ec2) -> str:
+    """An image moto's EC2 has by default, for run_instances: the first of its list
+    (moto/ec2/resources/amis.json), the one `describe_images()["Images"][0]` also returns. Asked for
+    by id, because listing all 1301 of them costs moto 4-20 s of response serialization per call."""
+    from moto.ec2.models.amis import AMIS
+
+    (image,) = ec2.describe_images(ImageIds=[AMIS[0]["ami_id"]])["Images"]
+    return image["ImageId"]

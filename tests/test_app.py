@@ -38,6 +38,8 @@ def test_cfn_lint_finds_nothing_else(cli_synth):
     assert result.returncode == 0, result.stdout
 
 
+# Synthesizes into the project's cdk.out, as the local deploy's CDK CLI does (tests/tools/test_local_deploy.py).
+@pytest.mark.xdist_group("project-cdk-out")
 def test_a_bad_setting_stops_synth_with_one_clear_line():
     result = subprocess.run(["npx", "--no-install", "cdk", "synth", "--quiet", "-c", "data_volume_gib=20"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -7,7 +7,10 @@ import pytest
 
 from tools.local_aws import deploy as local_deploy
 
-pytestmark = pytest.mark.emulator
+# The CDK CLI deploys from the project's cdk.out, which test_app.py's refused synth writes to as well:
+# one worker runs both, since a second CLI on that directory fails on its lock ("Other CLIs (PID=...)
+# are currently reading from cdk.out", aws-cdk 2.1148.1 lib/index.js).
+pytestmark = [pytest.mark.emulator, pytest.mark.xdist_group("project-cdk-out")]
 
 
 def test_round_trip_deploys_checks_and_leaves_nothing_behind():

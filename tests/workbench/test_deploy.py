@@ -13,6 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from tests.helpers import moto_image_id
 from workbench import deploy
 
 
@@ -349,7 +350,7 @@ def idle_stopped_box(cdk_in_moto, monkeypatch):
     """A deployed workbench whose box is stopped; records the box's state when the change set is executed."""
     ec2 = boto3.client("ec2", region_name="us-east-1")
     cloudformation = boto3.client("cloudformation", region_name="us-east-1")
-    image = ec2.describe_images()["Images"][0]["ImageId"]
+    image = moto_image_id(ec2)
     cloudformation.create_stack(StackName="ai-workbench-alice", TemplateBody=box_template(image, "Ym9vdCAx"))
     (output,) = cloudformation.describe_stacks(StackName="ai-workbench-alice")["Stacks"][0]["Outputs"]
     instance_id = output["OutputValue"]

@@ -13,6 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from tests.helpers import moto_image_id
 from workbench import contract, destroy, snapshots
 from workbench.aws import WorkbenchAws, WorkbenchError
 
@@ -33,7 +34,7 @@ def aws(monkeypatch, tmp_path):
 
 
 def deploy_fake_workbench(ec2, name: str) -> tuple[str, str]:
-    image = ec2.describe_images()["Images"][0]["ImageId"]
+    image = moto_image_id(ec2)
     instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]
     volume = ec2.create_volume(Size=60, AvailabilityZone=instance["Placement"]["AvailabilityZone"],
                                VolumeType="gp3", Encrypted=True)["VolumeId"]
