@@ -19,6 +19,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from tests.helpers import moto_image_id
 from workbench import bedrock_access, cli, connect, settings
 from workbench.aws import WorkbenchAws
 from workbench.secrets import BY_KEY, derive
@@ -58,7 +59,7 @@ def deploy_fake_workbench(name: str, instance_id: str | None = None, **extra_out
     """A stack with the outputs the real one has, an instance and the secrets."""
     ec2 = boto3.client("ec2", region_name=REGION)
     if instance_id is None:
-        image = ec2.describe_images()["Images"][0]["ImageId"]
+        image = moto_image_id(ec2)
         instance_id = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
     secrets = boto3.client("secretsmanager", region_name=REGION)
     outputs = {"InstanceId": instance_id, "Region": REGION, "LangfuseAdminEmail": f"{name}@example.com",
@@ -176,7 +177,7 @@ def test_a_workbench_whose_stack_another_tool_named_is_found_through_its_instanc
     """Workshop Studio names the stack of its template itself; CloudFormation tags the instance
     with that name, and the stack tags it with the workbench's (stacks/workbench_stack.py)."""
     ec2 = boto3.client("ec2", region_name=REGION)
-    image = ec2.describe_images()["Images"][0]["ImageId"]
+    image = moto_image_id(ec2)
     instance_id = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, TagSpecifications=[{
         "ResourceType": "instance", "Tags": [{"Key": "ai-workbench", "Value": "dave"},
                                              {"Key": "aws:cloudformation:stack-name", "Value": "ws-event-1234"}]}],
@@ -476,6 +477,13 @@ def running(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
+def catches(pid: int, signal_number: int) -> bool:
+    """The process has a handler for this signal: its bit in SigCgt of /proc/PID/status (proc(5))."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+    return bool(caught >> (signal_number - 1) & 1)
+
+
 def assert_all_gone(stub_path, timeout=5.0):
     """Every tunnel's child process (the stand-in for session-manager-plugin) has ended."""
     children_file = Path(f"{stub_path}.children")
@@ -503,6 +511,9 @@ def test_a_signal_closes_every_tunnel_and_its_children(stub_path, sent, start):
         children_file, deadline = Path(f"{stub_path}.children"), time.monotonic() + 10
         while ((not children_file.exists() or len(children_file.read_text().split()) < 3)
                and time.monotonic() < deadline):
+            time.sleep(0.05)
+        # And hold() has its handler in place: "holding" is printed just before it installs it.
+        while not catches(holder.pid, sent) and time.monotonic() < deadline:
             time.sleep(0.05)
         holder.send_signal(sent)
         assert holder.wait(timeout=20) == 0
