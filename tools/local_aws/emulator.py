@@ -9,8 +9,9 @@ in the emulator only — nothing here changes what real users deploy:
   InternetGateway, so destroying a new VPC does not fail with DependencyViolation;
 - custom resources (CDK's S3 auto-delete-objects) complete at once instead of invoking Lambda
   in a container; the emulated bucket is emptied by the harness before destroy instead;
-- a role's ManagedPolicyArns are attached, and an instance's MetadataOptions applied, so they
-  can be checked with boto3 like the rest;
+- a role's ManagedPolicyArns are attached, a user's Tags applied, an IAM policy without Roles
+  does not break the deletion of roles, an instance's MetadataOptions applied and its
+  primary network interface's subnet used, so they can be checked with boto3 like the rest;
 - AWS::SecretsManager::Secret, which moto's CloudFormation does not support at all: created
   (GenerateSecretString honoured) and deleted through moto's Secrets Manager;
 - the wait condition completes at once (no instance boots in an emulator) with Data saying so,
@@ -18,6 +19,8 @@ in the emulator only — nothing here changes what real users deploy:
 - AWS::EC2::Volume honours SnapshotId, Encrypted, VolumeType and Tags (moto reads only Size and
   AvailabilityZone), a volume attachment is detached on delete, and a volume whose
   DeletionPolicy is Snapshot is snapshotted before it is deleted, as CloudFormation does;
+- a deleted stack is described without outputs, which moto resolved again by re-creating the
+  resources they name;
 - AWS::DLM::LifecyclePolicy, which moto lacks (it has no Data Lifecycle Manager), is accepted
   and does nothing: no time passes in the emulator for a schedule to fire.
 
@@ -31,6 +34,7 @@ import sys
 from typing import Any
 
 from moto.cloudformation import custom_model, parsing
+from moto.cloudformation.models import Stack
 from moto.cloudformation.parsing import ResourceMap
 from moto.core.common_models import CloudFormationModel
 from moto.ec2.models import ec2_backends
@@ -40,7 +44,7 @@ from moto.ec2.models.internet_gateways import InternetGateway
 from moto.ec2.models.route_tables import Route, RouteTable
 from moto.ec2.models.subnets import SubnetRouteTableAssociation
 from moto.ec2.models.vpn_gateway import VPCGatewayAttachment
-from moto.iam.models import Role, iam_backends
+from moto.iam.models import InlinePolicy, Role, User, iam_backends
 from moto.secretsmanager.models import secretsmanager_backends
 from moto.server import main as moto_server_main
 from moto.utilities.utils import get_partition
@@ -104,12 +108,58 @@ def _patch_role_creation() -> None:
     Role.delete_from_cloudformation_json = classmethod(delete)
 
 
+def _patch_deleted_stack_outputs() -> None:
+    """A deleted stack answers without outputs. moto resolves a stack's outputs when it is described,
+    and for a deleted stack whose outputs are exports (the room's VPC and subnet) that parsed the
+    deleted resources again: `cdk destroy`, polling the stack it deleted, left a new VPC behind."""
+    original = Stack.outputs.fget
+
+    def outputs(self):
+        return None if self.status == "DELETE_COMPLETE" else original(self)
+
+    Stack.outputs = property(outputs)
+
+
+def _patch_inline_policy_creation() -> None:
+    """An AWS::IAM::Policy that names only Users gets role_names None in moto, and deleting any role
+    then fails iterating them; no Roles, Groups or Users is an empty list, as the property's type says."""
+    original = InlinePolicy.create_from_cloudformation_json.__func__
+
+    def create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        properties = cloudformation_json.get("Properties", {})
+        cloudformation_json = {**cloudformation_json, "Properties": {
+            **properties, **{key: properties.get(key) or [] for key in ("Roles", "Groups", "Users")}}}
+        return original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+
+    InlinePolicy.create_from_cloudformation_json = classmethod(create)
+
+
+def _patch_user_creation() -> None:
+    original = User.create_from_cloudformation_json.__func__
+
+    def create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        user = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        tags = cloudformation_json.get("Properties", {}).get("Tags")
+        if tags:
+            iam_backends[account_id][get_partition(region_name)].tag_user(user.name, tags)
+        return user
+
+    User.create_from_cloudformation_json = classmethod(create)
+
+
 def _patch_instance_creation() -> None:
     original = Instance.create_from_cloudformation_json.__func__
 
     def create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        properties = cloudformation_json.get("Properties", {})
+        # The instance's subnet is its primary network interface's (CDK names it there when the
+        # instance gets a public address); moto reads only a top-level SubnetId.
+        primary = next((nic for nic in properties.get("NetworkInterfaces", []) if str(nic.get("DeviceIndex")) == "0"),
+                       None)
+        if primary and "SubnetId" in primary and "SubnetId" not in properties:
+            cloudformation_json = {**cloudformation_json, "Properties": {**properties, "SubnetId": primary["SubnetId"]}}
         instance = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
-        options = cloudformation_json.get("Properties", {}).get("MetadataOptions")
+        options = properties.get("MetadataOptions")
         if options:
             instance.metadata_options = MetadataOptions(options)
         return instance
@@ -262,6 +312,9 @@ def apply_patches() -> None:
     InternetGateway.delete = _delete_internet_gateway
     custom_model.CustomModel.create_from_cloudformation_json = classmethod(_create_custom_resource)
     _patch_role_creation()
+    _patch_deleted_stack_outputs()
+    _patch_inline_policy_creation()
+    _patch_user_creation()
     _patch_instance_creation()
     Volume.create_from_cloudformation_json = classmethod(_create_volume)
     Volume.delete = _delete_volume
