@@ -4,18 +4,23 @@
 One stack class, two synthesizers: CDK's default for `make deploy` (a bootstrapped account), and
 the Workshop Studio one (stacks/synthesizers.py) for a template that deploys without the CDK:
 Workshop Studio, or `make package` and the CloudFormation console (workbench/workshop_studio.py).
+With `-c room=ROSTER`, a workshop room in one account: the room's stack (stacks/room_stack.py) and
+one workbench stack per participant in its network (workbench/room.py reads the roster).
 """
 
 import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
+from stacks.room_stack import RoomStack
 from stacks.synthesizers import WorkshopStudioSynthesizer
 from stacks.workbench_stack import WorkbenchStack
+from workbench import room
 from workbench import settings as workbench_settings
 
 
@@ -24,10 +29,13 @@ def create_app(
     *, workshop_studio: bool = False, outdir: str | None = None,
 ) -> cdk.App:
     app = cdk.App(context=dict(context or {}), outdir=outdir)
-    settings = workbench_settings.load(
-        overrides=workbench_settings.context_overrides(app.node.get_all_context())
-    )
-    if workshop_studio:
+    all_context = dict(app.node.get_all_context())
+    roster_file = all_context.pop(room.ROOM_CONTEXT, None)
+    overrides = workbench_settings.context_overrides(all_context)
+    settings = workbench_settings.load(overrides=overrides)
+    if roster_file is not None:
+        _room(app, Path(roster_file), settings, overrides, account, region)
+    elif workshop_studio:
         _refuse_account_bound_settings(settings)
         # No account or region: the template runs in whichever account and region it is deployed to.
         WorkbenchStack(app, settings, synthesizer=WorkshopStudioSynthesizer())
@@ -43,6 +51,26 @@ def create_app(
         WorkbenchStack(app, settings, env=env)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app
+
+
+def _room(app: cdk.App, roster_file: Path, settings: workbench_settings.Settings, overrides: Mapping[str, Any],
+          account: str | None, region: str | None) -> None:
+    # A past end is not refused here: `cdk destroy` synthesizes the room after the event too.
+    # `workbench workshop plan` refuses it.
+    roster = room.load_roster(roster_file, settings, now=None)
+    if not settings.uses_new_vpc:
+        raise workbench_settings.SettingsError(
+            f"vpc: {settings.vpc!r} is not used by a workshop room, whose workbenches join the room's own "
+            "network: use vpc: new")
+    if settings.data_snapshot_id:
+        raise workbench_settings.SettingsError(
+            f"data_snapshot_id: {settings.data_snapshot_id!r} would give every participant the same data: "
+            "leave it empty for a workshop room")
+    env = cdk.Environment(account=account, region=region) if account and region else None
+    network = RoomStack(app, roster, env=env)
+    for name in roster.participants:
+        participant = workbench_settings.load(overrides={**overrides, **roster.participant_overrides(name)})
+        WorkbenchStack(app, participant, vpc=network.vpc, env=env)
 
 
 def _refuse_account_bound_settings(settings: workbench_settings.Settings) -> None:
@@ -62,3 +90,5 @@ if __name__ == "__main__":
         create_app(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")).synth()
     except workbench_settings.SettingsError as error:
         sys.exit(f"workbench settings: {error}")
+    except room.RosterError as error:
+        sys.exit(f"workshop roster: {error}")

@@ -9,33 +9,38 @@ from workbench.settings import Settings
 HTTPS = ec2.Port.tcp(443)
 
 
+def public_vpc(scope: Construct, construct_id: str) -> ec2.Vpc:
+    """A VPC with one public subnet and no NAT gateway: its instances reach out, nothing reaches in."""
+    vpc = ec2.Vpc(
+        scope,
+        construct_id,
+        max_azs=1,
+        nat_gateways=0,
+        subnet_configuration=[ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24)],
+        # Empties the default security group, which would otherwise let anything put in
+        # it talk to everything else in it (CIS AWS Foundations 5.4).
+        restrict_default_security_group=True,
+    )
+    acknowledge(
+        vpc,
+        "AwsSolutions-VPC7",
+        "The VPC carries workbench instances with no inbound path; flow logs would bill CloudWatch "
+        "ingestion for traffic that is all outbound HTTPS to AWS and registries.",
+    )
+    return vpc
+
+
 class Network(Construct):
     """The VPC (new or existing), the subnet for the instance and its security group."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, vpc: ec2.IVpc | None = None) -> None:
         super().__init__(scope, construct_id)
 
         self.vpc: ec2.IVpc
-        if settings.uses_new_vpc:
-            vpc = ec2.Vpc(
-                self,
-                "Vpc",
-                max_azs=1,
-                nat_gateways=0,
-                subnet_configuration=[
-                    ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24)
-                ],
-                # Empties the default security group, which would otherwise let anything put in
-                # it talk to everything else in it (CIS AWS Foundations 5.4).
-                restrict_default_security_group=True,
-            )
-            acknowledge(
-                vpc,
-                "AwsSolutions-VPC7",
-                "The VPC carries one instance with no inbound path; flow logs would bill CloudWatch "
-                "ingestion per workbench for traffic that is all outbound HTTPS to AWS and registries.",
-            )
+        if vpc is not None:  # a workshop room's, shared by every participant's workbench (stacks/room_stack.py)
             self.vpc = vpc
+        elif settings.uses_new_vpc:
+            self.vpc = public_vpc(self, "Vpc")
         else:
             self.vpc = ec2.Vpc.from_lookup(self, "Vpc", vpc_id=settings.vpc)
 

@@ -3,6 +3,7 @@
 import json
 
 from aws_cdk import Aspects, Aws, CfnOutput, Stack, Tags
+from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
 from stacks.boot import BootPackage
@@ -18,7 +19,8 @@ from workbench.snapshots import WORKBENCH_TAG
 
 
 class WorkbenchStack(Stack):
-    def __init__(self, scope: Construct, settings: Settings, **kwargs) -> None:
+    def __init__(self, scope: Construct, settings: Settings, vpc: ec2.IVpc | None = None, **kwargs) -> None:
+        """`vpc`: a workshop room's network (stacks/room_stack.py) instead of the one `settings` names."""
         super().__init__(
             scope,
             settings.stack_name,
@@ -28,7 +30,7 @@ class WorkbenchStack(Stack):
         Tags.of(self).add(WORKBENCH_TAG, settings.name)
         Aspects.of(self).add(AcknowledgeCdkHandlers())
 
-        network = Network(self, "Network", settings=settings)
+        network = Network(self, "Network", settings=settings, vpc=vpc)
         secrets = WorkbenchSecrets(self, "Secrets", settings=settings)
         storage = LangfuseBlobStorage(self, "BlobStorage")
         data = DataVolume(self, "Data", settings=settings, subnet=network.subnet)

@@ -73,6 +73,16 @@ def evaluate(policies: Iterable[Mapping], request: Request) -> Decision:
     return Decision.IMPLICIT_DENY
 
 
+def canonical(policy: Mapping) -> dict:
+    """The policy with each Action, NotAction, Resource and NotResource as a sorted list: IAM reads
+    them as sets, and CDK (with the @aws-cdk/aws-iam:minimizePolicies flag of cdk.json) sorts them."""
+    def statement(entry: Mapping) -> dict:
+        return {key: sorted(_as_list(value)) if key in {"Action", "NotAction", "Resource", "NotResource"} else value
+                for key, value in entry.items()}
+
+    return {**policy, "Statement": [statement(entry) for entry in _statements(policy)]}
+
+
 def _statements(policy: Mapping) -> list[Mapping]:
     if policy.get("Version") != POLICY_VERSION:
         raise UnsupportedPolicy(f"Version {policy.get('Version')!r}: only {POLICY_VERSION} resolves policy variables")

@@ -40,6 +40,7 @@ import botocore.exceptions
 
 from workbench import bedrock_access, contract, snapshots, terminal
 from workbench import settings as workbench_settings
+from workbench.room import ROOM_CONTEXT
 
 ROOT = Path(__file__).resolve().parent.parent
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
@@ -91,6 +92,9 @@ def parse_cdk_args(argv: list[str]) -> CdkArgs:
                 key, equals, setting = value.partition("=")
                 if not key or not equals:
                     raise DeployError(f"CDK_ARGS: {arg} {value}: a context value is KEY=VALUE, e.g. -c name=alice")
+                if key == ROOM_CONTEXT:
+                    raise DeployError(f"CDK_ARGS: {arg} {value}: a workshop room is several stacks, which make "
+                                      "deploy does not check; see the README, Run a workshop in one account")
                 parsed.context[key] = setting
         elif arg == "--no-rollback":
             parsed.no_rollback = True

@@ -6,6 +6,7 @@ every function returns data; format_plan renders a plan for a terminal.
 
 A roster is YAML:
 
+    event: june-training                # optional, default the file's name; names the room's stack
     participants: [alice, bob]          # workbench names, as `name` in workbench.yaml
     ends_at: 2026-12-01T17:00:00+01:00  # ISO 8601 with its time zone; access ends then
     instance_type: m7g.xlarge           # optional, default workbench.yaml's
@@ -33,7 +34,12 @@ from workbench.instance_types import InstanceShape
 from workbench.settings import Model, Settings, stack_name_for
 from workbench.snapshots import WORKBENCH_TAG
 
-ROSTER_KEYS = ("participants", "ends_at", "instance_type", "idle_stop_minutes", "budget_usd_per_day")
+ROSTER_KEYS = ("event", "participants", "ends_at", "instance_type", "idle_stop_minutes", "budget_usd_per_day")
+# app.py synthesizes a room with `-c room=ROSTER`.
+ROOM_CONTEXT = "room"
+# The room's own stack: the shared network and the participants' identities (stacks/room_stack.py).
+# Not ai-workbench-*, the participants' stacks, so that no participant's name can collide with it.
+ROOM_STACK_PREFIX = "ai-workshop-"
 ENDS_AT_ALLOWED = "an ISO 8601 time with its time zone, in the future, such as 2026-12-01T17:00:00+01:00"
 
 # Held back from every Bedrock per-minute quota before it is shared, because Bedrock counts more
@@ -85,26 +91,38 @@ class RosterError(ValueError):
 
 @dataclass(frozen=True)
 class Roster:
+    event: str
     participants: tuple[str, ...]
     ends_at: datetime  # in UTC
     instance: InstanceShape
     idle_stop_minutes: int
     budget_usd_per_day: float
 
+    @property
+    def stack_name(self) -> str:
+        return f"{ROOM_STACK_PREFIX}{self.event}"
 
-def load_roster(path: Path, workbench: Settings, now: datetime) -> Roster:
+    def participant_overrides(self, name: str) -> dict[str, Any]:
+        """What a participant's workbench takes from the roster instead of workbench.yaml."""
+        return {"name": name, "instance_type": self.instance.name, "idle_stop_minutes": self.idle_stop_minutes,
+                "cline_budget_usd_per_day": self.budget_usd_per_day}
+
+
+def load_roster(path: Path, workbench: Settings, now: datetime | None) -> Roster:
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except OSError as error:
         raise RosterError(f"{path}: cannot read the roster ({error.strerror})") from error
     except yaml.YAMLError as error:
         raise RosterError(f"{path}: not valid YAML: {error}") from error
-    return parse_roster(raw, workbench, now)
+    return parse_roster(raw, workbench, now, default_event=Path(path).stem)
 
 
-def parse_roster(raw: Any, workbench: Settings, now: datetime) -> Roster:
+def parse_roster(raw: Any, workbench: Settings, now: datetime | None, default_event: str = "room") -> Roster:
     """The roster, each value checked by settings.py's own check of the workbench.yaml setting it
-    becomes for every participant's workbench; what it leaves out comes from workbench.yaml."""
+    becomes for every participant's workbench; what it leaves out comes from workbench.yaml. The
+    end must come after `now`, unless None: an existing room read again (the synth of `cdk
+    destroy`, after the event)."""
     if not isinstance(raw, dict):
         raise RosterError(f"roster: {raw!r} is not allowed; give a mapping such as "
                           "{participants: [alice, bob], ends_at: 2026-12-01T17:00:00+01:00}")
@@ -117,6 +135,7 @@ def parse_roster(raw: Any, workbench: Settings, now: datetime) -> Roster:
         return default if raw.get(key) is None else raw[key]
 
     return Roster(
+        event=_checked(settings._name, given("event", default_event), "event", "name"),
         participants=_participants(raw.get("participants")),
         ends_at=_ends_at(raw.get("ends_at"), now),
         instance=_checked(settings._instance_shape, given("instance_type", workbench.instance_type),
@@ -151,7 +170,7 @@ def _participants(value: Any) -> tuple[str, ...]:
     return names
 
 
-def _ends_at(value: Any, now: datetime) -> datetime:
+def _ends_at(value: Any, now: datetime | None) -> datetime:
     if value is None:
         raise RosterError(f"ends_at: missing; give {ENDS_AT_ALLOWED} (each participant's access ends then)")
     moment = value  # YAML reads an unquoted ISO 8601 time as a datetime already
@@ -165,7 +184,7 @@ def _ends_at(value: Any, now: datetime) -> datetime:
         raise RosterError(f"ends_at: {shown} is not allowed; use {ENDS_AT_ALLOWED}")
     if moment.tzinfo is None:
         raise RosterError(f"ends_at: {shown} has no time zone; use {ENDS_AT_ALLOWED}")
-    if moment <= now:
+    if now is not None and moment <= now:
         raise RosterError(f"ends_at: {shown} is not in the future (now {now.astimezone(UTC):%Y-%m-%dT%H:%M}Z); "
                           f"use {ENDS_AT_ALLOWED}")
     return moment.astimezone(UTC)

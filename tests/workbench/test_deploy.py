@@ -79,6 +79,8 @@ def test_the_arguments_that_decide_where_a_deploy_lands_are_read(argv, context, 
     (["-c", "name"], "a context value is KEY=VALUE"),
     (["--profile"], "CDK_ARGS: --profile needs a value"),
     (["-cname=alice"], "CDK_ARGS: '-cname=alice' is not understood"),
+    (["-c", "room=june.yaml"], "CDK_ARGS: -c room=june.yaml: a workshop room is several stacks, which make deploy "
+                               "does not check"),
 ])
 def test_what_cannot_be_read_is_refused(argv, message):
     with pytest.raises(deploy.DeployError, match=message.replace("[", "\\[").replace("(", "\\(")):

@@ -42,23 +42,29 @@ def roster(**raw):
 # The roster.
 
 def test_a_roster_takes_workbench_yamls_settings_unless_it_says_otherwise():
-    assert roster() == room.Roster(("alice", "bob"), ENDS_AT, instance_types.describe("m7g.xlarge"), 60, 20.0)
+    assert roster() == room.Roster("room", ("alice", "bob"), ENDS_AT, instance_types.describe("m7g.xlarge"), 60, 20.0)
     given = roster(instance_type="m7i.2xlarge", idle_stop_minutes=0, budget_usd_per_day=7.5,
                    ends_at="2026-12-01T18:00:00+01:00")
     assert (given.instance.name, given.idle_stop_minutes, given.budget_usd_per_day) == ("m7i.2xlarge", 0, 7.5)
     assert given.ends_at == ENDS_AT  # kept in UTC
 
 
-def test_a_roster_file_may_write_ends_at_as_a_yaml_timestamp(tmp_path):
-    path = tmp_path / "roster.yaml"
+def test_a_roster_file_may_write_ends_at_as_a_yaml_timestamp_and_names_the_event_unless_it_says(tmp_path):
+    path = tmp_path / "june-training.yaml"
     path.write_text("participants: [alice, bob]\nends_at: 2026-12-01T18:00:00+01:00\n")
-    assert room.load_roster(path, WORKBENCH, NOW).ends_at == ENDS_AT
+    loaded = room.load_roster(path, WORKBENCH, NOW)
+    assert (loaded.ends_at, loaded.event, loaded.stack_name) == (ENDS_AT, "june-training", "ai-workshop-june-training")
+    path.write_text("event: june\nparticipants: [alice, bob]\nends_at: 2026-12-01T18:00:00+01:00\n")
+    assert room.load_roster(path, WORKBENCH, NOW).stack_name == "ai-workshop-june"
 
 
 @pytest.mark.parametrize(("raw", "message"), [
     ({"participants": ["alice"], "ends_at": "2026-12-01T17:00:00Z", "participant": ["bob"]},
-     "roster: unknown roster setting 'participant'; allowed: participants, ends_at, instance_type, "
+     "roster: unknown roster setting 'participant'; allowed: event, participants, ends_at, instance_type, "
      "idle_stop_minutes, budget_usd_per_day"),
+    ({"event": "June", "participants": ["alice"], "ends_at": "2026-12-01T17:00:00Z"},
+     "event: 'June' is not allowed; use 1-24 lowercase letters, digits or hyphens, starting with a letter (it "
+     "becomes part of the stack name)"),
     ({"ends_at": "2026-12-01T17:00:00Z"}, "participants: missing; give a list of workbench names such as [alice, bob]"),
     ({"participants": "alice"}, "participants: 'alice' is not allowed; give a list of workbench names such as "
                                 "[alice, bob]"),

@@ -1,0 +1,120 @@
+"""A workshop room synthesized from a roster (app.py -c room=ROSTER): one network for the room, each
+participant's workbench in it with the roster's settings, each participant's identity with the
+room's policy, and nothing secret in a template. Synthesized once for the module."""
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+import app
+from tools.iam_policy import canonical
+from workbench import room, settings
+from workbench.snapshots import WORKBENCH_TAG
+
+ROOT = Path(__file__).resolve().parents[2]
+PARTICIPANTS = ["alice", "bob", "carol-2"]
+ENDS_AT = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
+
+
+@pytest.fixture(scope="module")
+def roster_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("room") / "june.yaml"
+    path.write_text(yaml.safe_dump({"participants": PARTICIPANTS, "ends_at": ENDS_AT.isoformat(),
+                                    "instance_type": "m7g.2xlarge", "budget_usd_per_day": 7}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def templates(roster_file, tmp_path_factory) -> dict[str, dict]:
+    # With cdk.json's feature flags, as the CDK CLI synthesizes it (minimizePolicies sorts action lists).
+    context = {**json.loads((ROOT / "cdk.json").read_text())["context"], "room": str(roster_file)}
+    assembly = app.create_app(context, outdir=str(tmp_path_factory.mktemp("cdk.out"))).synth()
+    return {stack.stack_name: stack.template for stack in assembly.stacks}
+
+
+def resources(template: dict, kind: str) -> dict[str, dict]:
+    return {logical_id: resource for logical_id, resource in template["Resources"].items()
+            if resource["Type"] == kind}
+
+
+def test_the_room_is_its_own_stack_and_one_workbench_stack_per_participant(templates):
+    assert sorted(templates) == sorted(["ai-workshop-june", *(f"ai-workbench-{name}" for name in PARTICIPANTS)])
+
+
+def test_the_room_has_the_only_network_and_every_workbench_joins_it(templates):
+    room_template = templates["ai-workshop-june"]
+    assert len(resources(room_template, "AWS::EC2::VPC")) == 1
+    (subnet_id,) = resources(room_template, "AWS::EC2::Subnet")
+    exports = {output["Export"]["Name"]: output["Value"] for output in room_template["Outputs"].values()
+               if "Export" in output}
+    for name in PARTICIPANTS:
+        template = templates[f"ai-workbench-{name}"]
+        assert resources(template, "AWS::EC2::VPC") == {} and resources(template, "AWS::EC2::Subnet") == {}
+        (group,) = resources(template, "AWS::EC2::SecurityGroup").values()
+        assert exports[group["Properties"]["VpcId"]["Fn::ImportValue"]] == {"Ref": next(
+            iter(resources(room_template, "AWS::EC2::VPC")))}
+        (instance,) = resources(template, "AWS::EC2::Instance").values()
+        (interface,) = instance["Properties"]["NetworkInterfaces"]
+        assert exports[interface["SubnetId"]["Fn::ImportValue"]] == {"Ref": subnet_id}
+        # Its own security group, with nothing inbound: a participant's box cannot reach another's.
+        assert "SecurityGroupIngress" not in group["Properties"]
+
+
+def test_each_workbench_takes_the_rosters_settings(templates):
+    for name in PARTICIPANTS:
+        template = templates[f"ai-workbench-{name}"]
+        (instance,) = resources(template, "AWS::EC2::Instance").values()
+        assert instance["Properties"]["InstanceType"] == "m7g.2xlarge"
+        tags = {tag["Key"]: tag["Value"] for tag in instance["Properties"]["Tags"]}
+        assert tags[WORKBENCH_TAG] == name
+
+
+def test_each_participant_has_a_user_with_the_rooms_policy_and_no_other(templates):
+    room_template = templates["ai-workshop-june"]
+    users = resources(room_template, "AWS::IAM::User")
+    assert len(users) == len(PARTICIPANTS)
+    policies = resources(room_template, "AWS::IAM::Policy").values()
+    by_user = {policy["Properties"]["Users"][0]["Ref"]: policy["Properties"]["PolicyDocument"] for policy in policies}
+    assert sorted(by_user) == sorted(users) and all(len(p["Properties"]["Users"]) == 1 for p in policies)
+    for logical_id, user in users.items():
+        (name,) = [tag["Value"] for tag in user["Properties"]["Tags"] if tag["Key"] == "ai-workshop-participant"]
+        assert canonical(by_user[logical_id]) == canonical(room.room_participant_policy(name, ENDS_AT))
+        assert not {"ManagedPolicyArns", "Policies", "Groups"} & set(user["Properties"])
+
+
+def test_the_access_keys_secret_part_is_only_a_reference_in_the_template(templates):
+    room_template = templates["ai-workshop-june"]
+    keys = resources(room_template, "AWS::IAM::AccessKey")
+    secrets = resources(room_template, "AWS::SecretsManager::Secret").values()
+    assert len(keys) == len(secrets) == len(PARTICIPANTS)
+    for secret in secrets:
+        text = json.dumps(secret["Properties"]["SecretString"])
+        assert any(f'{{"Fn::GetAtt": ["{key}", "SecretAccessKey"]}}' in text for key in keys), text
+        assert any(f'{{"Ref": "{key}"}}' in text for key in keys), text
+        # Not readable as the participant's own seed: no workbench tag on anything of the room's.
+        assert WORKBENCH_TAG not in {tag["Key"] for tag in secret["Properties"].get("Tags", [])}
+
+
+def test_a_room_refuses_settings_that_would_place_or_fill_every_workbench_alike(roster_file):
+    for context, message in (
+            ({"vpc": "vpc-0123456789abcdef0"}, "vpc: 'vpc-0123456789abcdef0' is not used by a workshop room"),
+            ({"data_snapshot_id": "snap-0123456789abcdef0"}, "data_snapshot_id: 'snap-0123456789abcdef0' would give")):
+        with pytest.raises(settings.SettingsError, match=f"^{message}"):
+            app.create_app({"room": str(roster_file), **context})
+
+
+def test_a_bad_roster_is_refused_at_synth_naming_the_setting(tmp_path):
+    path = tmp_path / "room.yaml"
+    path.write_text(yaml.safe_dump({"participants": ["alice", "Bob"], "ends_at": ENDS_AT.isoformat()}))
+    with pytest.raises(room.RosterError, match=r"^participants\[1\]: 'Bob' is not allowed"):
+        app.create_app({"room": str(path)})
+
+
+def test_a_room_whose_event_has_ended_still_synthesizes_for_its_destroy(tmp_path):
+    path = tmp_path / "past.yaml"
+    path.write_text(yaml.safe_dump({"participants": ["alice"], "ends_at": "2026-01-01T17:00:00+00:00"}))
+    assert "ai-workshop-past" in [stack.stack_name for stack in
+                                  app.create_app({"room": str(path)}, outdir=str(tmp_path / "out")).synth().stacks]
