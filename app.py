@@ -8,6 +8,7 @@ With `-c room=ROSTER`, a workshop room in one account: the room's stack (stacks/
 one workbench stack per participant in its network (workbench/room.py reads the roster).
 """
 
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -23,12 +24,21 @@ from stacks.workbench_stack import WorkbenchStack
 from workbench import room
 from workbench import settings as workbench_settings
 
+PROJECT_CONTEXT = Path(__file__).resolve().parent / "cdk.json"
+
+
+def feature_flags() -> dict[str, Any]:
+    """cdk.json's context: the feature flags the CDK CLI gives every synth of this app. A synth in
+    this process (the tests, `make workshop-studio`) gets them from here, so that it builds the
+    template `cdk deploy` would (@aws-cdk/aws-iam:minimizePolicies, for one, rewrites policies)."""
+    return json.loads(PROJECT_CONTEXT.read_text())["context"]
+
 
 def create_app(
     context: Mapping[str, Any] | None = None, account: str | None = None, region: str | None = None,
     *, workshop_studio: bool = False, outdir: str | None = None,
 ) -> cdk.App:
-    app = cdk.App(context=dict(context or {}), outdir=outdir)
+    app = cdk.App(context={**feature_flags(), **(context or {})}, outdir=outdir)
     all_context = dict(app.node.get_all_context())
     roster_file = all_context.pop(room.ROOM_CONTEXT, None)
     overrides = workbench_settings.context_overrides(all_context)

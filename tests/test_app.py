@@ -1,5 +1,6 @@
 """The app as the CDK CLI runs it: offline synth, cfn-lint on the result."""
 
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,29 @@ def cli_synth(tmp_path_factory) -> Path:
 
 def test_synth_works_without_credentials(cli_synth):
     assert (cli_synth / "ai-workbench-default.template.json").exists()
+
+
+def without_cli_metadata(template: dict) -> dict:
+    """What only the CLI adds (its path-metadata, asset-metadata and version-reporting context): each
+    resource's aws:cdk:path and aws:asset:* keys, and the CDKMetadata resource with its condition."""
+    resources = {}
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::CDK::Metadata":
+            continue
+        metadata = {key: value for key, value in resource.get("Metadata", {}).items()
+                    if key != "aws:cdk:path" and not key.startswith("aws:asset:")}
+        resources[logical_id] = {**{k: v for k, v in resource.items() if k != "Metadata"},
+                                 **({"Metadata": metadata} if metadata else {})}
+    conditions = {k: v for k, v in template.get("Conditions", {}).items() if k != "CDKMetadataAvailable"}
+    return {**{k: v for k, v in template.items() if k not in ("Resources", "Conditions")}, "Resources": resources,
+            **({"Conditions": conditions} if conditions else {})}
+
+
+def test_the_template_the_tests_check_is_the_one_the_cli_deploys(cli_synth, default_json):
+    """The tests, and `make workshop-studio`, synthesize in-process: with cdk.json's feature flags
+    (app.feature_flags), or three policies differed from what `cdk deploy` sends."""
+    deployed = json.loads((cli_synth / "ai-workbench-default.template.json").read_text())
+    assert without_cli_metadata(deployed) == without_cli_metadata(default_json)
 
 
 # E6101: the BootReport output is a wait condition's Data, which CloudFormation renders as a string
