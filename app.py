@@ -44,6 +44,10 @@ def create_app(
     overrides = workbench_settings.context_overrides(all_context)
     settings = workbench_settings.load(overrides=overrides)
     if roster_file is not None:
+        if workshop_studio:
+            raise workbench_settings.SettingsError(
+                f"{room.ROOM_CONTEXT}: {roster_file!r} is a workshop room in one account, several stacks; a Workshop "
+                "Studio template is one workbench: leave it out")
         _room(app, Path(roster_file), settings, overrides, account, region)
     elif workshop_studio:
         _refuse_account_bound_settings(settings)

@@ -35,10 +35,13 @@ class ParticipantAccess(Construct):
         document = iam.Policy(self, "Policy", users=[self.user], document=iam.PolicyDocument.from_json(policy))
         for resource in sorted({resource for statement in policy["Statement"] if statement["Effect"] == "Allow"
                                 for resource in _as_list(statement["Resource"]) if "*" in resource}):
-            acknowledge(document, f"AwsSolutions-IAM5[Resource::{resource}]",
+            # cdk-nag names a policy variable ${aws:username} as <aws:username>.
+            finding = resource.replace("${", "<").replace("}", ">")
+            acknowledge(document, f"AwsSolutions-IAM5[Resource::{finding}]",
                         "The participant's workbench is created by another stack, after this one: the "
                         "instance and its seed are bound by the workbench tag's value (this participant's "
-                        "name) and sessions by the caller's user id, in conditions; the stack by its name; "
+                        "name), in conditions; sessions by the IAM user's name, which Session Manager puts "
+                        "first in a session's id; the stack by its name; "
                         "the actions without a resource type take '*' (workbench/workshop_studio.py).")
         key = iam.AccessKey(self, "AccessKey", user=self.user)
         # The template holds only a reference to the key's secret part (Fn::GetAtt), never its value.

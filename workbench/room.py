@@ -135,7 +135,8 @@ def parse_roster(raw: Any, workbench: Settings, now: datetime | None, default_ev
         return default if raw.get(key) is None else raw[key]
 
     return Roster(
-        event=_checked(settings._name, given("event", default_event), "event", "name"),
+        event=_checked(settings._name, given("event", default_event),
+                       "event" if raw.get("event") is not None else "event (the roster file's name)", "name"),
         participants=_participants(raw.get("participants")),
         ends_at=_ends_at(raw.get("ends_at"), now),
         instance=_checked(settings._instance_shape, given("instance_type", workbench.instance_type),
@@ -417,7 +418,7 @@ def format_plan(room_plan: Plan) -> str:
     lines = [f"{len(roster.participants)} participants ({', '.join(roster.participants)}), {roster.instance.name}, "
              f"from {room_plan.starts_at.astimezone(UTC):%Y-%m-%d %H:%M} to {roster.ends_at:%Y-%m-%d %H:%M} UTC "
              f"({cost.hours} h)", ""]
-    rows = [("", "resource", "region", "need", "available", "quota code")]
+    rows = [("", "resource", "region", "need", "quota", "quota code")]
     for check in room_plan.all_checks:
         quota = check.quota
         shown = "none listed" if quota is None else f"{quota.value:,.0f}" + ("" if quota.applied else " (default)")
@@ -425,8 +426,9 @@ def format_plan(room_plan: Plan) -> str:
                      quota.code if quota else "-"))
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.append("(available: the account's quota in the region; what already runs there uses part of it)")
-    lines += ["", f"Each participant's Cline key ({float(BEDROCK_HEADROOM):.0%} of each quota held back, the rest "
+    lines.append("(quota: the account's, in the region; what already runs there uses part of it, not counted here)")
+    lines += ["", f"Each participant's Cline key is to carry (not applied yet: `workbench workshop up` is not built) "
+                  f"({float(BEDROCK_HEADROOM):.0%} of each quota held back, the rest "
                   f"shared by {len(roster.participants)}; one Cline turn is ~{CLINE_TURN_INPUT_TOKENS:,} tokens):"]
     for share in room_plan.bedrock:
         requests = ("no requests-per-minute quota listed" if share.requests_per_minute is None
@@ -451,9 +453,10 @@ def format_plan(room_plan: Plan) -> str:
 # Each participant's access.
 
 # Tags bind every permission of the participant policy to one workbench, so nobody may set or remove
-# the workbench's tag key (any case: condition keys on tags ignore case) on anything, nor remove
-# tags from a resource that carries it (EC2's DeleteTags without tags removes them all). In case the
-# participant's identity has other policies that allow tagging; this one allows none.
+# the workbench's tag key (any case: condition keys on tags ignore case) with the tagging actions,
+# nor remove tags from a resource that carries it (EC2's DeleteTags without tags removes them all).
+# In case the participant's identity has other policies that allow tagging; this one allows none,
+# nor creating anything (tags given at creation, such as RunInstances' TagSpecifications).
 TAG_GUARD: list[dict[str, Any]] = [
     {"Sid": "NobodySetsOrRemovesTheWorkbenchTag", "Effect": "Deny",
      "Action": ["ec2:CreateTags", "ec2:DeleteTags", "secretsmanager:TagResource", "secretsmanager:UntagResource"],
@@ -482,6 +485,13 @@ def room_participant_policy(name: str, ends_at: datetime) -> dict:
     for statement in policy["Statement"]:
         if statement["Action"] == "cloudformation:DescribeStacks":
             statement["Resource"] = f"arn:aws:cloudformation:*:*:stack/{stack_name_for(name)}/*"
+        if statement["Sid"] == "EndOrResumeOwnSessionsOnly":
+            # A room's participants are IAM users (stacks/room_stack.py), whose sessions Session
+            # Manager names USERNAME-<id>: the Systems Manager user guide's example for ending only
+            # one's own sessions as an IAM user. (Workshop Studio's assumed roles have no user name,
+            # hence the session-id tag there.) The room's user names are CloudFormation's, unique.
+            statement["Resource"] = "arn:aws:ssm:*:*:session/${aws:username}-*"
+            del statement["Condition"]
         condition = statement.setdefault("Condition", {})
         condition["DateLessThan"] = {**condition.get("DateLessThan", {}), **until}
     policy["Statement"] += copy.deepcopy(TAG_GUARD)

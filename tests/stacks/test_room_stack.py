@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 import app
+from stacks.room_stack import PARTICIPANT_TAG
 from tools.iam_policy import canonical
 from workbench import room, settings
 from workbench.snapshots import WORKBENCH_TAG
@@ -29,6 +30,11 @@ def roster_file(tmp_path_factory):
 def templates(roster_file, tmp_path_factory) -> dict[str, dict]:
     assembly = app.create_app({"room": str(roster_file)}, outdir=str(tmp_path_factory.mktemp("cdk.out"))).synth()
     return {stack.stack_name: stack.template for stack in assembly.stacks}
+
+
+def participant_of(resource: dict) -> str:
+    (name,) = [tag["Value"] for tag in resource["Properties"]["Tags"] if tag["Key"] == PARTICIPANT_TAG]
+    return name
 
 
 def resources(template: dict, kind: str) -> dict[str, dict]:
@@ -57,6 +63,8 @@ def test_the_room_has_the_only_network_and_every_workbench_joins_it(templates):
         assert exports[interface["SubnetId"]["Fn::ImportValue"]] == {"Ref": subnet_id}
         # Its own security group, with nothing inbound: a participant's box cannot reach another's.
         assert "SecurityGroupIngress" not in group["Properties"]
+        assert resources(template, "AWS::EC2::SecurityGroupIngress") == {}
+    assert resources(room_template, "AWS::EC2::SecurityGroupIngress") == {}
 
 
 def test_each_workbench_takes_the_rosters_settings(templates):
@@ -76,7 +84,7 @@ def test_each_participant_has_a_user_with_the_rooms_policy_and_no_other(template
     by_user = {policy["Properties"]["Users"][0]["Ref"]: policy["Properties"]["PolicyDocument"] for policy in policies}
     assert sorted(by_user) == sorted(users) and all(len(p["Properties"]["Users"]) == 1 for p in policies)
     for logical_id, user in users.items():
-        (name,) = [tag["Value"] for tag in user["Properties"]["Tags"] if tag["Key"] == "ai-workshop-participant"]
+        name = participant_of(user)
         assert canonical(by_user[logical_id]) == canonical(room.room_participant_policy(name, ENDS_AT))
         assert not {"ManagedPolicyArns", "Policies", "Groups"} & set(user["Properties"])
 
@@ -85,11 +93,13 @@ def test_the_access_keys_secret_part_is_only_a_reference_in_the_template(templat
     room_template = templates["ai-workshop-june"]
     keys = resources(room_template, "AWS::IAM::AccessKey")
     secrets = resources(room_template, "AWS::SecretsManager::Secret").values()
-    assert len(keys) == len(secrets) == len(PARTICIPANTS)
+    users = {logical_id: participant_of(user) for logical_id, user in resources(room_template, "AWS::IAM::User").items()}
+    key_of = {users[key["Properties"]["UserName"]["Ref"]]: logical_id for logical_id, key in keys.items()}
+    assert sorted(key_of) == sorted(PARTICIPANTS) and len(secrets) == len(PARTICIPANTS)
     for secret in secrets:
+        key = key_of[participant_of(secret)]  # the secret of a participant holds that participant's key
         text = json.dumps(secret["Properties"]["SecretString"])
-        assert any(f'{{"Fn::GetAtt": ["{key}", "SecretAccessKey"]}}' in text for key in keys), text
-        assert any(f'{{"Ref": "{key}"}}' in text for key in keys), text
+        assert f'{{"Fn::GetAtt": ["{key}", "SecretAccessKey"]}}' in text and f'{{"Ref": "{key}"}}' in text, text
         # Not readable as the participant's own seed: no workbench tag on anything of the room's.
         assert WORKBENCH_TAG not in {tag["Key"] for tag in secret["Properties"].get("Tags", [])}
 
@@ -100,6 +110,11 @@ def test_a_room_refuses_settings_that_would_place_or_fill_every_workbench_alike(
             ({"data_snapshot_id": "snap-0123456789abcdef0"}, "data_snapshot_id: 'snap-0123456789abcdef0' would give")):
         with pytest.raises(settings.SettingsError, match=f"^{message}"):
             app.create_app({"room": str(roster_file), **context})
+
+
+def test_a_room_is_not_a_workshop_studio_template(roster_file):
+    with pytest.raises(settings.SettingsError, match=r"^room: '.*june\.yaml' is a workshop room in one account"):
+        app.create_app({"room": str(roster_file)}, workshop_studio=True)
 
 
 def test_a_bad_roster_is_refused_at_synth_naming_the_setting(tmp_path):

@@ -3,6 +3,7 @@
 file says where it comes from), each participant's fair share of Bedrock, and, through
 tools/iam_policy.py, that one participant's policy reaches nothing of another's."""
 
+import copy
 import dataclasses
 import json
 import os
@@ -331,8 +332,11 @@ def test_room_py_and_the_readme_cost_table_state_the_same_prices():
 # Each participant's access, evaluated as IAM evaluates it.
 
 ACCOUNT, REGION = "111122223333", "us-east-1"
-# One role per participant: aws:userid is the role's unique id and the session's name.
-USER_IDS = {"alice": "AROAEXAMPLEALICEROLE1:alice", "bob": "AROAEXAMPLEBOBROLE001:bob"}
+# A room's participants are IAM users (stacks/room_stack.py): aws:userid is the user's unique id,
+# aws:username the name CloudFormation gave the user, and Session Manager names a session after it.
+USER_IDS = {"alice": "AIDAEXAMPLEALICE00001", "bob": "AIDAEXAMPLEBOB0000001"}
+USER_NAMES = {"alice": "ai-workshop-june-ParticipantaliceUser1A2B3C4D-Q1W2E3R4T5Y6",
+              "bob": "ai-workshop-june-ParticipantbobUser5E6F7A8B-Z9X8C7V6B5N4"}
 INSTANCES = {"alice": "i-0a11ce0000000000a", "bob": "i-0b0b000000000000b"}
 DURING = "2026-12-01T12:00:00Z"
 POLICY = room.room_participant_policy("alice", ENDS_AT)
@@ -340,7 +344,8 @@ POLICY = room.room_participant_policy("alice", ENDS_AT)
 
 def as_alice(action: str, resource: str, context: Mapping[str, ContextValue] | None = None,
              at: str = DURING) -> Request:
-    return Request(action, resource, {"aws:userid": USER_IDS["alice"], "aws:CurrentTime": at, **(context or {})})
+    return Request(action, resource, {"aws:userid": USER_IDS["alice"], "aws:username": USER_NAMES["alice"],
+                                      "aws:CurrentTime": at, **(context or {})})
 
 
 def instance_arn(owner: str) -> str:
@@ -350,8 +355,8 @@ def instance_arn(owner: str) -> str:
 def workbench_requests(owner: str, at: str = DURING) -> dict[str, Request]:
     """What alice asks of owner's workbench to use it (workshop_studio.participant_policy says why each)."""
     tagged = {f"aws:ResourceTag/{WORKBENCH_TAG}": owner}
-    session = f"arn:aws:ssm:{REGION}:{ACCOUNT}:session/{owner}-0123456789abcdef0"
-    started_by = {"ssm:resourceTag/aws:ssmmessages:session-id": USER_IDS[owner]}
+    session = f"arn:aws:ssm:{REGION}:{ACCOUNT}:session/{USER_NAMES[owner]}-0123456789abcdef0"
+    started_by = {"ssm:resourceTag/aws:ssmmessages:session-id": USER_IDS[owner]}  # what the tag would hold
     stack = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/ai-workbench-{owner}/5f0c7d40-cf1b-11f0-8de9-0a1b2c3d4e5f"
     secret = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ai-workbench-{owner}-AbCdEf"
     return {
@@ -448,14 +453,20 @@ def test_nobody_can_move_the_workbench_tag_whatever_else_allows_tagging():
 
 def test_the_room_policy_is_the_participant_policy_with_an_end_and_the_tag_guard():
     base = participant_policy("alice")["Statement"]
-    allows, guard = POLICY["Statement"][:len(base)], POLICY["Statement"][len(base):]
+    policy = copy.deepcopy(POLICY)  # taken apart below; POLICY is every other test's too
+    allows, guard = policy["Statement"][:len(base)], policy["Statement"][len(base):]
     assert guard == room.TAG_GUARD
+    # What the room names where Workshop Studio cannot: the stack, and sessions by the IAM user's name.
+    named = {"ReadTheStackOutputs": ("arn:aws:cloudformation:*:*:stack/*/*",
+                                     "arn:aws:cloudformation:*:*:stack/ai-workbench-alice/*"),
+             "EndOrResumeOwnSessionsOnly": ("arn:aws:ssm:*:*:session/*", "arn:aws:ssm:*:*:session/${aws:username}-*")}
     for mine, theirs in zip(allows, base, strict=True):
         assert mine["Condition"].pop("DateLessThan") == {"aws:CurrentTime": "2026-12-01T17:00:00Z"}
-        if theirs["Action"] == "cloudformation:DescribeStacks":  # the room names the stack
-            assert (theirs["Resource"], mine.pop("Resource")) == ("arn:aws:cloudformation:*:*:stack/*/*",
-                                                                  "arn:aws:cloudformation:*:*:stack/ai-workbench-alice/*")
+        if theirs["Sid"] in named:
+            assert (theirs["Resource"], mine.pop("Resource")) == named[theirs["Sid"]]
             theirs = {key: value for key, value in theirs.items() if key != "Resource"}
+        if theirs["Sid"] == "EndOrResumeOwnSessionsOnly":  # the session-id tag is for assumed roles
+            theirs = {key: value for key, value in theirs.items() if key != "Condition"}
         assert mine == {**theirs, "Condition": theirs.get("Condition", {})}
     with pytest.raises(ValueError, match="has no time zone"):
         room.room_participant_policy("alice", ENDS_AT.replace(tzinfo=None))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from stacks.room_stack import PARTICIPANT_TAG
 from tools.iam_policy import canonical
 from tools.local_aws.deploy import ACCOUNT, REGION, ROOT, LocalDeployError, aws_env, check, clients, emulator
 from workbench import contract
@@ -30,7 +31,6 @@ from workbench.snapshots import WORKBENCH_TAG
 PARTICIPANTS = tuple(f"participant-{number}" for number in range(1, 8))
 EVENT = "emulated"
 ROOM_STACK = f"{ROOM_STACK_PREFIX}{EVENT}"
-PARTICIPANT_TAG = "ai-workshop-participant"  # stacks/room_stack.py
 CONCURRENCY = 4  # stacks the CDK CLI deploys at once, once the room's stack is up
 
 
@@ -103,7 +103,8 @@ def verify_room_gone(endpoint: str, outputs: dict[str, dict[str, str]]) -> None:
     print("Checking that nothing of the room is left but the data volumes' snapshots:")
     live = [stack["StackName"] for stack in client("cloudformation").list_stacks()["StackSummaries"]
             if stack["StackStatus"] != "DELETE_COMPLETE"]
-    check([name for name in live if name.startswith(("ai-workbench-", ROOM_STACK_PREFIX))] == [], "no stack left")
+    wanted = {ROOM_STACK, *(stack_name_for(name) for name in PARTICIPANTS)}
+    check([name for name in live if name in wanted] == [], "no stack of the room left")
     instances = [instance["InstanceId"] for reservation in ec2.describe_instances()["Reservations"]
                  for instance in reservation["Instances"] if instance["State"]["Name"] != "terminated"]
     check(instances == [], "no instance left running")
