@@ -236,12 +236,22 @@ def compose_arguments(tree: Path) -> list[str]:
 
 @contextmanager
 def startup_turn() -> Iterator[None]:
-    """Held while one proxy starts, by every process of this machine's test run: importing LiteLLM
-    is CPU-bound (12-17 s alone on a 2-CPU machine), and the parallel suite starting several
-    proxies at once, next to other CPU-heavy tests, left one without a line of log after 240 s.
-    One at a time, each starts in its own time; a started proxy answers at once."""
+    """Held while one proxy starts, by every process on this machine that starts one (parallel
+    test workers, another checkout's tests): importing LiteLLM is CPU-bound (12-17 s alone on a
+    2-CPU machine), and the parallel suite starting several proxies at once, next to other
+    CPU-heavy tests, left one without a line of log after 240 s. One at a time, each starts in
+    its own time; a started proxy answers at once. Waiting for the turn is bounded too."""
     with STARTUP_LOCK.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise GatewayError(f"no turn to start a proxy within {STARTUP_SECONDS} s ({STARTUP_LOCK} "
+                                       "held by another proxy's start)") from None
+                time.sleep(0.25)
         try:
             yield
         finally:
@@ -285,12 +295,12 @@ def running_proxy(workdir: Path, tree: Path, config: dict,
         **shipped_env(tree, f"http://127.0.0.1:{langfuse.server_port}"),
         **(env_changes or {}),
     }
-    port = free_port()
     log_path = workdir / "proxy.log"
     process = None
     with log_path.open("w") as log:
         try:
             with startup_turn():
+                port = free_port()  # in the turn: no other proxy's start takes it meanwhile
                 process = subprocess.Popen([str(LITELLM), "--config", str(workdir / "config.yaml"), "--host",
                                             "127.0.0.1", "--port", str(port), *compose_arguments(tree)],
                                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
