@@ -77,11 +77,8 @@ class ContentTree:
 
 def synthesize(context: Mapping[str, str], cloud_assembly: Path) -> tuple[str, dict, dict[str, Path]]:
     """The stack's name, its template, and {object name under the prefix: file} of its file assets.
-
-    The app's own context comes from cdk.json, as the CDK CLI would pass it, under the `-c` overrides.
-    """
-    app_context = {**json.loads((ROOT / "cdk.json").read_text()).get("context", {}), **context}
-    assembly = cdk_app.create_app(app_context, workshop_studio=True, outdir=str(cloud_assembly)).synth()
+    The `-c` overrides go over cdk.json's feature flags, as with the CDK CLI (app.feature_flags)."""
+    assembly = cdk_app.create_app(context, workshop_studio=True, outdir=str(cloud_assembly)).synth()
     (stack,) = assembly.stacks
     manifest = json.loads((cloud_assembly / f"{stack.id}.assets.json").read_text())
     assets: dict[str, Path] = {}

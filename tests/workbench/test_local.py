@@ -284,7 +284,7 @@ def docker_stub(tmp_path, monkeypatch) -> Path:
     return log
 
 
-def test_up_names_a_profile_without_credentials_and_each_model_bedrock_does_not_answer_for(loaded, aws_profile,
+def test_up_names_a_missing_profile_and_each_model_bedrock_does_not_answer_for(loaded, aws_profile,
                                                                                          monkeypatch):
     """Before anything starts. Bedrock's answers per model are bedrock_access's (test_bedrock_access.py,
     against botocore's model of the API); here, that up stops on them and names the models."""
