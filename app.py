@@ -84,7 +84,8 @@ def _room(app: cdk.App, roster_file: Path, settings: workbench_settings.Settings
     network = RoomStack(app, roster, env=env)
     for name in roster.participants:
         participant = workbench_settings.load(overrides={**overrides, **roster.participant_overrides(name)})
-        WorkbenchStack(app, participant, vpc=network.vpc, env=env)
+        workbench = WorkbenchStack(app, participant, vpc=network.vpc, env=env)
+        cdk.Tags.of(workbench).add(room.ROOM_TAG, roster.event)  # the stack is this room's (room.taken_names)
 
 
 def _refuse_account_bound_settings(settings: workbench_settings.Settings) -> None:

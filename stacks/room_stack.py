@@ -14,11 +14,10 @@ from constructs import Construct
 
 from stacks.nag import AcknowledgeCdkHandlers, acknowledge, acknowledge_checkov
 from stacks.network import public_vpc
-from workbench.room import Roster, room_participant_policy
+from workbench.room import ROOM_TAG, Roster, room_participant_policy
 
-# Tag the room's own resources, and each participant's user and key secret, by which `workbench
-# workshop` finds them; not the workbench tag, whose value a participant's policy trusts.
-ROOM_TAG = "ai-workshop"
+# Tags each participant's user and key secret, by which `workbench workshop` finds them; the room's
+# resources carry ROOM_TAG. Neither is the workbench tag, whose value a participant's policy trusts.
 PARTICIPANT_TAG = "ai-workshop-participant"
 
 

@@ -37,6 +37,9 @@ from workbench.snapshots import WORKBENCH_TAG
 ROSTER_KEYS = ("event", "participants", "ends_at", "instance_type", "idle_stop_minutes", "budget_usd_per_day")
 # app.py synthesizes a room with `-c room=ROSTER`.
 ROOM_CONTEXT = "room"
+# Tags the room's stack, its participants' workbench stacks (app.py) and what they hold, with the
+# event's name: how plan tells a participant's own workbench from another one with the same name.
+ROOM_TAG = "ai-workshop"
 # The room's own stack: the shared network and the participants' identities (stacks/room_stack.py).
 # Not ai-workbench-*, the participants' stacks, so that no participant's name can collide with it.
 ROOM_STACK_PREFIX = "ai-workshop-"
@@ -269,6 +272,7 @@ class Plan:
     checks: tuple[Check, ...]
     bedrock: tuple[BedrockShare, ...]
     cost: EventCost
+    taken: tuple[str, ...]  # participants whose workbench stack exists and is not this room's
 
     @property
     def all_checks(self) -> tuple[Check, ...]:
@@ -276,7 +280,7 @@ class Plan:
 
     @property
     def go(self) -> bool:
-        return all(check.go for check in self.all_checks)
+        return not self.taken and all(check.go for check in self.all_checks)
 
 
 def plan(roster: Roster, workbench: Settings, session, starts_at: datetime) -> Plan:
@@ -296,7 +300,27 @@ def plan(roster: Roster, workbench: Settings, session, starts_at: datetime) -> P
         if model.region not in listed:
             listed[model.region] = _bedrock_quotas(session.client("service-quotas", region_name=model.region))
     shares = tuple(bedrock_share(model, listed[model.region], participants) for model in workbench.models)
-    return Plan(roster, starts_at, checks, shares, event_cost(roster, workbench, starts_at))
+    return Plan(roster, starts_at, checks, shares, event_cost(roster, workbench, starts_at),
+                taken_names(roster, session.client("cloudformation", region_name=region)))
+
+
+def taken_names(roster: Roster, cloudformation) -> tuple[str, ...]:
+    """Participants whose workbench stack (ai-workbench-NAME) exists without this room's tag: someone's
+    own workbench, or another room's participant. Deploying the room would take that stack over and
+    move it into the room's network, which replaces its instance and its data volume."""
+    taken = []
+    for name in roster.participants:
+        try:
+            (stack,) = cloudformation.describe_stacks(StackName=stack_name_for(name))["Stacks"]
+        except botocore.exceptions.ClientError as error:
+            # CloudFormation's answer for a stack name that does not exist (or exists no more).
+            if error.response["Error"]["Code"] == "ValidationError" and "does not exist" in str(error):
+                continue
+            raise
+        tags = {tag["Key"]: tag["Value"] for tag in stack.get("Tags", [])}
+        if tags.get(ROOM_TAG) != roster.event:
+            taken.append(name)
+    return tuple(taken)
 
 
 def _quota(client, service_code: str, quota_code: str) -> Quota | None:
@@ -445,8 +469,11 @@ def format_plan(room_plan: Plan) -> str:
     lines.append(f"Bedrock: at most USD {cost.bedrock_ceiling_usd:,.2f} (every budget spent every day)")
     lines.append("")
     no_go = [check for check in room_plan.all_checks if not check.go]
-    lines.append("GO" if not no_go else "NO-GO")
+    lines.append("GO" if room_plan.go else "NO-GO")
     lines += [f"  {check.resource}: need {check.need:,}; {check.remedy()}" for check in no_go]
+    lines += [f"  {name}: {stack_name_for(name)} exists and is not room {roster.event}'s; deploying the room would "
+              "move it into the room's network, replacing its instance and data volume: give this participant "
+              "another name" for name in room_plan.taken]
     return "\n".join(lines)
 
 

@@ -29,7 +29,7 @@ def roster_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def templates(roster_file, tmp_path_factory) -> dict[str, dict]:
     assembly = app.create_app({"room": str(roster_file)}, outdir=str(tmp_path_factory.mktemp("cdk.out"))).synth()
-    return {stack.stack_name: stack.template for stack in assembly.stacks}
+    return {stack.stack_name: {**stack.template, "StackTags": stack.tags} for stack in assembly.stacks}
 
 
 def participant_of(resource: dict) -> str:
@@ -70,6 +70,8 @@ def test_the_room_has_the_only_network_and_every_workbench_joins_it(templates):
 def test_each_workbench_takes_the_rosters_settings(templates):
     for name in PARTICIPANTS:
         template = templates[f"ai-workbench-{name}"]
+        # The stack tag `workbench workshop plan` tells the room's own workbenches by (room.taken_names).
+        assert template["StackTags"][room.ROOM_TAG] == "june"
         (instance,) = resources(template, "AWS::EC2::Instance").values()
         assert instance["Properties"]["InstanceType"] == "m7g.2xlarge"
         tags = {tag["Key"]: tag["Value"] for tag in instance["Properties"]["Tags"]}

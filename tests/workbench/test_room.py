@@ -129,27 +129,43 @@ def test_every_canned_answer_says_where_it_comes_from():
 
 
 class StubbedSession:
-    """What plan() asks of a boto3 session: its region and a Service Quotas client there, whose
-    answers botocore's Stubber checks against the API's model."""
+    """What plan() asks of a boto3 session: its region, a Service Quotas client and a CloudFormation
+    client there, whose answers botocore's Stubber checks against each API's model."""
 
     region_name = "us-east-1"
 
     def __init__(self):
-        self.client_ = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="x",
-                                             region_name=self.region_name).client("service-quotas")
-        self.stubber = Stubber(self.client_)
+        session = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="x", region_name=self.region_name)
+        self.clients = {service: session.client(service) for service in ("service-quotas", "cloudformation")}
+        self.stubber = Stubber(self.clients["service-quotas"])
+        self.stacks = Stubber(self.clients["cloudformation"])
 
     def client(self, service, region_name=None):
-        assert (service, region_name) == ("service-quotas", "us-east-1")
-        return self.client_
+        assert region_name == "us-east-1"
+        return self.clients[service]
 
     def answer(self, name: str) -> None:
         recorded = canned(name)
         for page in recorded.get("pages", [recorded]):
             self.stubber.add_response(recorded["operation"], page["response"], page["request"])
 
+    def no_workbench_stacks(self, names) -> None:
+        """CloudFormation answers DescribeStacks of a name it has no stack for with a ValidationError
+        "Stack with id NAME does not exist" (its API reference, DescribeStacks)."""
+        for stack_name in (f"ai-workbench-{name}" for name in names):
+            self.stacks.add_client_error("describe_stacks", "ValidationError", f"Stack with id {stack_name} does not exist",
+                                         http_status_code=400, expected_params={"StackName": stack_name})
 
-def planned(participants: int, ec2_answer="ec2-standard-vcpus-applied.json") -> room.Plan:
+    def workbench_stack(self, name: str, room_tag: str | None) -> None:
+        """A deployed ai-workbench-NAME, tagged as a room's (room_tag) or not (None)."""
+        stack_name = f"ai-workbench-{name}"
+        tags = [] if room_tag is None else [{"Key": room.ROOM_TAG, "Value": room_tag}]
+        self.stacks.add_response("describe_stacks", {"Stacks": [{
+            "StackName": stack_name, "CreationTime": NOW, "StackStatus": "CREATE_COMPLETE", "Tags": tags}]},
+            {"StackName": stack_name})
+
+
+def planned(participants: int, ec2_answer="ec2-standard-vcpus-applied.json", stacks=None) -> room.Plan:
     session = StubbedSession()
     if ec2_answer == "ec2-standard-vcpus-aws-default.json":
         session.stubber.add_client_error("get_service_quota", "NoSuchResourceException", http_status_code=400,
@@ -157,9 +173,14 @@ def planned(participants: int, ec2_answer="ec2-standard-vcpus-applied.json") -> 
     for name in (ec2_answer, "vpcs-per-region.json", "bedrock-us-east-1.json"):
         session.answer(name)
     names = [f"participant-{number}" for number in range(participants)]
-    with session.stubber:
+    if stacks is None:
+        session.no_workbench_stacks(names)
+    else:
+        stacks(session, names)
+    with session.stubber, session.stacks:
         result = room.plan(roster(participants=names), WORKBENCH, session, NOW)
     session.stubber.assert_no_pending_responses()
+    session.stacks.assert_no_pending_responses()
     return result
 
 
@@ -173,8 +194,9 @@ def test_workbench_workshop_plan_prints_the_plan_and_exits_non_zero_on_a_no_go(p
     session = StubbedSession()
     for name in ("ec2-standard-vcpus-applied.json", "vpcs-per-region.json", "bedrock-us-east-1.json"):
         session.answer(name)
+    session.no_workbench_stacks([f"participant-{n}" for n in range(participants)])
     monkeypatch.setattr(cli, "WorkbenchAws", lambda region, profile: SimpleNamespace(session=session))
-    with session.stubber:
+    with session.stubber, session.stacks:
         assert cli.main(["workshop", "plan", str(path)]) == exit_code
     shown = capsys.readouterr().out
     assert verdict in shown + "\n" and f"{participants} participants" in shown and "L-1216C47A" in shown
@@ -184,6 +206,22 @@ def test_workbench_workshop_plan_names_a_roster_it_cannot_read(tmp_path, capsys)
     assert cli.main(["--region", "us-east-1", "workshop", "plan", str(tmp_path / "missing.yaml")]) == 1
     assert capsys.readouterr().err == (f"workbench: {tmp_path / 'missing.yaml'}: cannot read the roster "
                                        "(No such file or directory)\n")
+
+
+def test_a_name_that_is_already_another_workbench_is_a_no_go_and_the_rooms_own_are_not(capsys):
+    def stacks(session, names):
+        session.workbench_stack(names[0], None)  # someone's own workbench
+        session.workbench_stack(names[1], "another-event")  # another room's participant
+        session.workbench_stack(names[2], "room")  # this room's, deployed before: up converges on it
+        session.no_workbench_stacks(names[3:])
+
+    room_plan = planned(4, stacks=stacks)
+    assert room_plan.taken == ("participant-0", "participant-1") and not room_plan.go
+    assert all(check.go for check in room_plan.all_checks)  # the quotas alone would be a go
+    assert room.format_plan(room_plan).split("\nNO-GO\n")[1].splitlines() == [
+        f"  participant-{n}: ai-workbench-participant-{n} exists and is not room room's; deploying the room would "
+        "move it into the room's network, replacing its instance and data volume: give this participant another name"
+        for n in (0, 1)]
 
 
 def rows(room_plan: room.Plan) -> dict[str, tuple]:

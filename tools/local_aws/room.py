@@ -24,7 +24,7 @@ from stacks.room_stack import PARTICIPANT_TAG
 from tools.iam_policy import canonical
 from tools.local_aws.deploy import ACCOUNT, REGION, ROOT, LocalDeployError, aws_env, check, clients, emulator
 from workbench import contract
-from workbench.room import ROOM_STACK_PREFIX, room_participant_policy
+from workbench.room import ROOM_STACK_PREFIX, ROOM_TAG, room_participant_policy
 from workbench.settings import stack_name_for
 from workbench.snapshots import WORKBENCH_TAG
 
@@ -57,11 +57,12 @@ def verify_room(endpoint: str, outputs: dict[str, dict[str, str]], ends_at: date
     client = clients(endpoint)
     ec2, iam = client("ec2"), client("iam")
     print("Checking the room:")
-    statuses = {stack["StackName"]: stack["StackStatus"] for stack in client("cloudformation").describe_stacks()[
-        "Stacks"]}
+    stacks = {stack["StackName"]: stack for stack in client("cloudformation").describe_stacks()["Stacks"]}
     wanted = [ROOM_STACK, *(stack_name_for(name) for name in PARTICIPANTS)]
-    check(all(statuses.get(name) == "CREATE_COMPLETE" for name in wanted),
+    check(all(stacks.get(name, {}).get("StackStatus") == "CREATE_COMPLETE" for name in wanted),
           f"the room's stack and {len(PARTICIPANTS)} workbench stacks created")
+    check(all({"Key": ROOM_TAG, "Value": EVENT} in stacks[name].get("Tags", []) for name in wanted),
+          f"each stack tagged {ROOM_TAG}={EVENT}, by which plan knows the room's own workbenches")
     (room_vpc,) = [vpc["VpcId"] for vpc in ec2.describe_vpcs()["Vpcs"] if not vpc["IsDefault"]]
     check(room_vpc == outputs[ROOM_STACK]["VpcId"], f"one VPC besides the default one: the room's {room_vpc}")
     for name in PARTICIPANTS:
