@@ -72,14 +72,10 @@ def _room(app: cdk.App, roster_file: Path, settings: workbench_settings.Settings
     # A past end is not refused here: `cdk destroy` synthesizes the room after the event too.
     # `workbench workshop plan` refuses it.
     roster = room.load_roster(roster_file, settings, now=None)
-    if not settings.uses_new_vpc:
-        raise workbench_settings.SettingsError(
-            f"vpc: {settings.vpc!r} is not used by a workshop room, whose workbenches join the room's own "
-            "network: use vpc: new")
-    if settings.data_snapshot_id:
-        raise workbench_settings.SettingsError(
-            f"data_snapshot_id: {settings.data_snapshot_id!r} would give every participant the same data: "
-            "leave it empty for a workshop room")
+    _refuse_vpc_and_snapshot(
+        settings,
+        vpc_refusal="is not used by a workshop room, whose workbenches join the room's own network",
+        snapshot_refusal="would give every participant the same data: leave it empty for a workshop room")
     env = cdk.Environment(account=account, region=region) if account and region else None
     network = RoomStack(app, roster, env=env)
     for name in roster.participants:
@@ -90,14 +86,20 @@ def _room(app: cdk.App, roster_file: Path, settings: workbench_settings.Settings
 
 def _refuse_account_bound_settings(settings: workbench_settings.Settings) -> None:
     """A Workshop Studio or quick-create template is deployed into accounts nobody looked up at synth."""
+    _refuse_vpc_and_snapshot(
+        settings,
+        vpc_refusal="is a VPC of one account; a Workshop Studio or quick-create template is deployed into other "
+                    "accounts",
+        snapshot_refusal="is a snapshot of one account; a Workshop Studio or quick-create template starts every "
+                         "workbench blank: leave it empty")
+
+
+def _refuse_vpc_and_snapshot(settings: workbench_settings.Settings, vpc_refusal: str, snapshot_refusal: str) -> None:
+    """The two settings only a single `make deploy` can use: an existing VPC, a snapshot to restore."""
     if not settings.uses_new_vpc:
-        raise workbench_settings.SettingsError(
-            f"vpc: {settings.vpc!r} is a VPC of one account; a Workshop Studio or quick-create template "
-            "is deployed into other accounts: use vpc: new")
+        raise workbench_settings.SettingsError(f"vpc: {settings.vpc!r} {vpc_refusal}: use vpc: new")
     if settings.data_snapshot_id:
-        raise workbench_settings.SettingsError(
-            f"data_snapshot_id: {settings.data_snapshot_id!r} is a snapshot of one account; a Workshop Studio or "
-            "quick-create template starts every workbench blank: leave it empty")
+        raise workbench_settings.SettingsError(f"data_snapshot_id: {settings.data_snapshot_id!r} {snapshot_refusal}")
 
 
 if __name__ == "__main__":

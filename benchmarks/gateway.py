@@ -40,7 +40,7 @@ from pathlib import Path
 
 import yaml
 
-from tools.gateway import compose_arguments, key_request, running_proxy, stored_keys
+from tools.gateway import compose_arguments, key_request, process_tree, running_proxy, stored_keys
 from workbench import bundle, settings
 
 CAPTURE = Path(__file__).resolve().parent / "cline-requests"
@@ -112,18 +112,8 @@ def summary(values: list[float]) -> dict:
 
 def resident_mib(pid: int) -> float:
     """VmRSS of the process and all its descendants (uvicorn workers are children)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    total_kib, pending = 0, [pid]
-    while pending:
-        current = pending.pop()
-        pending += children.get(current, [])
+    total_kib = 0
+    for current in process_tree(pid):
         try:
             status = (Path("/proc") / str(current) / "status").read_text()
         except OSError:
@@ -201,9 +191,7 @@ def run(pairs: int, concurrent: int, per_stream: int, proxy_args: list[str] | No
             compose["services"]["litellm"]["command"] = ["--config", "/app/config.yaml", "--port", "4000", *proxy_args]
             (tree / "litellm" / "compose.yaml").write_text(yaml.safe_dump(compose))
         config = yaml.safe_load((tree / "litellm" / "config.yaml").read_text())
-        deployment = {"LITELLM_MODEL_NAMES": ",".join(m.name for m in loaded.models),
-                      "CLINE_BUDGET_USD_PER_DAY": f"{loaded.cline_budget_usd_per_day:g}"}
-        cline_key = key_request("cline", loaded.name, CLINE_KEY, deployment)
+        cline_key = key_request("cline", loaded.name, CLINE_KEY, loaded.key_request_environment())
         # Hundreds of calls would spend a day's budget: a budget they cannot reach, so that every
         # call still passes the budget check and reserves and books its cost, as on the box.
         cline_key["max_budget"] = 1_000_000.0

@@ -64,6 +64,7 @@ def deployment_env(
 ) -> dict[str, str]:
     """What the boot script needs to know about this deployment: names, locations, versions."""
     versions = settings.versions
+    key_request = settings.key_request_environment()  # in the order the user data always had
     return {
         "WORKBENCH_NAME": settings.name,
         "AWS_REGION": Aws.REGION,
@@ -80,8 +81,8 @@ def deployment_env(
         "COMPOSE_SHA256_AARCH64": versions.compose_sha256["aarch64"],
         "CODE_SERVER_VERSION": versions.code_server,
         "CLINE_VERSION": versions.cline,
-        "LITELLM_MODEL_NAMES": ",".join(model.name for model in settings.models),
+        "LITELLM_MODEL_NAMES": key_request["LITELLM_MODEL_NAMES"],
         "CLINE_MODEL": settings.cline_model,
-        "CLINE_BUDGET_USD_PER_DAY": f"{settings.cline_budget_usd_per_day:g}",
+        "CLINE_BUDGET_USD_PER_DAY": key_request["CLINE_BUDGET_USD_PER_DAY"],
         "IDLE_STOP_MINUTES": str(settings.idle_stop_minutes),
     }

@@ -284,9 +284,7 @@ def main(outdir: Path) -> None:
     result: dict = {"recorders_self_check": check_the_recorders(attempts, egress.server_port)}
 
     workbench = settings.load(overrides={"name": WORKBENCH_NAME})
-    # deployment.env as stacks/boot.py renders it, for the two boot scripts used here.
-    deployment = {"LITELLM_MODEL_NAMES": ",".join(m.name for m in workbench.models),
-                  "CLINE_BUDGET_USD_PER_DAY": f"{workbench.cline_budget_usd_per_day:g}"}
+    deployment = workbench.key_request_environment()  # as deployment.env carries it
     cline_key = derive(TEST_SEED, BY_KEY["litellm-cline-key"])
     spent_key = derive("S" * 64, BY_KEY["litellm-cline-key"])  # a second Cline key, for the spent day
     spent = key_request("cline", workbench.name, spent_key, deployment)

@@ -234,6 +234,24 @@ def compose_arguments(tree: Path) -> list[str]:
     return options
 
 
+def process_tree(pid: int) -> list[int]:
+    """The process and all its descendants (a proxy's uvicorn workers are its children), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:  # the parent's pid is the 2nd field after the command name in parentheses
+                children.setdefault(int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]), []).append(
+                    int(entry.name))
+            except (OSError, IndexError, ValueError):  # gone meanwhile
+                continue
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending += children.get(current, [])
+    return tree
+
+
 @contextmanager
 def startup_turn() -> Iterator[None]:
     """Held while one proxy starts, by every process on this machine that starts one (parallel

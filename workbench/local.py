@@ -285,8 +285,7 @@ def ensure_cline_key(settings: Settings, values: dict[str, str], base: str = "ht
     request = subprocess.run(
         [sys.executable, str(bundle.ASSETS / "boot" / "litellm_key_request.py"), "cline", settings.name,
          "Cline in the user's own VS Code"], input=key, capture_output=True, text=True, check=True,
-        env={"LITELLM_MODEL_NAMES": ",".join(model.name for model in settings.models),
-             "CLINE_BUDGET_USD_PER_DAY": str(settings.cline_budget_usd_per_day)})
+        env=settings.key_request_environment())
     status, info = litellm_call("GET", f"/key/info?key={hashlib.sha256(key.encode()).hexdigest()}", master, base=base)
     if status == 200:
         endpoint = "/key/generate" if info.get("info", {}).get("status") == "deleted" else "/key/update"

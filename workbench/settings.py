@@ -168,6 +168,12 @@ class Settings:
     def architecture(self) -> str:
         return self.shape.architecture
 
+    def key_request_environment(self) -> dict[str, str]:
+        """What assets/boot/litellm_key_request.py reads for Cline's key: the box's deployment.env
+        carries it (stacks/boot.py), the laptop passes it (workbench/local.py)."""
+        return {"LITELLM_MODEL_NAMES": ",".join(model.name for model in self.models),
+                "CLINE_BUDGET_USD_PER_DAY": f"{self.cline_budget_usd_per_day:g}"}
+
 
 def stack_name_for(workbench_name: str) -> str:
     return f"ai-workbench-{workbench_name}"

@@ -35,7 +35,7 @@ import pytest
 import yaml
 
 from benchmarks.gateway import cline_turns
-from tools.gateway import GatewayError, key_request, running_proxy, stored_keys
+from tools.gateway import GatewayError, key_request, process_tree, running_proxy, stored_keys
 from workbench import bundle, settings
 
 BUDGET_ERROR = re.compile(r"Budget has been exceeded!.*Current cost: ([-0-9.e]+),.*Max budget: ([-0-9.e]+)")
@@ -97,20 +97,7 @@ def serving_processes(proxy) -> list[int]:
     """The proxy's processes that accept connections: its uvicorn workers, or the proxy itself when
     it runs one. All of them hold the listening socket; so does a parent that only supervises."""
     listening = tcp_inode(proxy["port"], None)
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:  # the parent's pid is the 2nd field after the command name in parentheses
-                children.setdefault(int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]), []).append(
-                    int(entry.name))
-            except (OSError, IndexError, ValueError):  # gone meanwhile
-                continue
-    tree, pending = [], [proxy["pid"]]
-    while pending:
-        pid = pending.pop()
-        tree.append(pid)
-        pending += children.get(pid, [])
-    holders = [pid for pid in tree if listening in socket_inodes(pid)]
+    holders = [pid for pid in process_tree(proxy["pid"]) if listening in socket_inodes(pid)]
     return [pid for pid in holders if pid != proxy["pid"]] or [proxy["pid"]]
 
 

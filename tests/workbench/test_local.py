@@ -220,9 +220,7 @@ def test_cline_key_is_created_as_the_box_creates_it(loaded, tree):
                                                                                  ("POST", "/key/generate")]
     assert all(headers["Authorization"] == f"Bearer {values['LITELLM_MASTER_KEY']}" for _, _, headers, _ in requests)
     assert key not in requests[0][1]  # looked up by its sha256, as on the box
-    assert body == gateway.key_request("cline", loaded.name, key, {
-        "LITELLM_MODEL_NAMES": ",".join(model.name for model in loaded.models),
-        "CLINE_BUDGET_USD_PER_DAY": str(loaded.cline_budget_usd_per_day)}) | {
+    assert body == gateway.key_request("cline", loaded.name, key, loaded.key_request_environment()) | {
         "metadata": {"managed_by": "workbench-boot", "purpose": "Cline in the user's own VS Code"}}
 
 
