@@ -286,10 +286,19 @@ def _patch_snapshot_on_delete() -> None:
     original = ResourceMap._delete_resource
 
     def delete_resource(self, parsed_resource, resource_json):
-        if isinstance(parsed_resource, Volume) and resource_json.get("DeletionPolicy") == "Snapshot":
-            _ec2(self._account_id, self._region_name).create_snapshot(
-                parsed_resource.id, f"Created by CloudFormation for stack deletion of {self.stack_id}")
-        original(self, parsed_resource, resource_json)
+        if not (isinstance(parsed_resource, Volume) and resource_json.get("DeletionPolicy") == "Snapshot"):
+            original(self, parsed_resource, resource_json)
+            return
+        ec2 = _ec2(self._account_id, self._region_name)
+        snapshot = ec2.create_snapshot(
+            parsed_resource.id, f"Created by CloudFormation for stack deletion of {self.stack_id}")
+        try:
+            original(self, parsed_resource, resource_json)
+        except Exception:
+            # moto tries a deletion again while the volume is still attached (its order of deletion
+            # varies): one snapshot, as CloudFormation leaves, not one per attempt.
+            ec2.delete_snapshot(snapshot.id)
+            raise
 
     ResourceMap._delete_resource = delete_resource
 
