@@ -85,4 +85,6 @@ def deployment_env(
         "CLINE_MODEL": settings.cline_model,
         "CLINE_BUDGET_USD_PER_DAY": key_request["CLINE_BUDGET_USD_PER_DAY"],
         "IDLE_STOP_MINUTES": str(settings.idle_stop_minutes),
+        # Only with cline_limits_per_minute, which a workshop room sets.
+        **{key: value for key, value in key_request.items() if key.startswith("CLINE_MODEL_")},
     }

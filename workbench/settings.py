@@ -7,6 +7,7 @@ with one readable line instead of failing a deploy ten minutes in.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,12 +78,15 @@ COMPOSE_SHA256: dict[str, dict[str, str]] = {
 TOP_LEVEL_KEYS = (
     "name", "instance_type", "root_volume_gib", "data_volume_gib", "data_snapshot_id", "snapshot_retention_days",
     "vpc", "bedrock_region",
-    "models", "langfuse_admin_email", "cline_model", "cline_budget_usd_per_day", "idle_stop_minutes", "versions",
+    "models", "langfuse_admin_email", "cline_model", "cline_budget_usd_per_day", "cline_limits_per_minute",
+    "idle_stop_minutes", "versions",
 )
 MODEL_KEYS = ("name", "model_id", "region", "context_window", "max_output_tokens", "prompt_caching",
               "usd_per_million_tokens")
 PRICE_KEYS = ("input", "output", "cache_write", "cache_read")
 MAX_CONTEXT_WINDOW = 10_000_000
+# Far above any Bedrock per-minute quota of one account; a larger number is a typing error.
+MAX_PER_MINUTE = 100_000_000
 MAX_USD_PER_MILLION_TOKENS = 1000
 # Context keys the CDK CLI itself may set that carry neither ':' nor '@'.
 CDK_PLAIN_CONTEXT_KEYS = frozenset({"acknowledged-issue-numbers", "cli-telemetry"})
@@ -122,6 +126,15 @@ class Model:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """What Cline's key may send one model per minute: LiteLLM's model_tpm_limit and model_rpm_limit."""
+
+    model: str
+    tokens: int
+    requests: int | None  # None: no requests-per-minute limit
+
+
+@dataclass(frozen=True)
 class Versions:
     langfuse: str
     litellm: str
@@ -155,6 +168,7 @@ class Settings:
     idle_stop_minutes: int
     versions: Versions
     shape: instance_types.InstanceShape = field(compare=False)
+    cline_limits_per_minute: tuple[RateLimit, ...] = ()  # empty: only the daily budget
 
     @property
     def stack_name(self) -> str:
@@ -171,8 +185,14 @@ class Settings:
     def key_request_environment(self) -> dict[str, str]:
         """What assets/boot/litellm_key_request.py reads for Cline's key: the box's deployment.env
         carries it (stacks/boot.py), the laptop passes it (workbench/local.py)."""
-        return {"LITELLM_MODEL_NAMES": ",".join(model.name for model in self.models),
-                "CLINE_BUDGET_USD_PER_DAY": f"{self.cline_budget_usd_per_day:g}"}
+        environment = {"LITELLM_MODEL_NAMES": ",".join(model.name for model in self.models),
+                       "CLINE_BUDGET_USD_PER_DAY": f"{self.cline_budget_usd_per_day:g}"}
+        if self.cline_limits_per_minute:  # absent, not empty, so that a box without limits boots as before
+            limits = self.cline_limits_per_minute
+            environment["CLINE_MODEL_TPM_LIMIT"] = json.dumps({limit.model: limit.tokens for limit in limits})
+            environment["CLINE_MODEL_RPM_LIMIT"] = json.dumps(
+                {limit.model: limit.requests for limit in limits if limit.requests is not None})
+        return environment
 
 
 def stack_name_for(workbench_name: str) -> str:
@@ -235,6 +255,7 @@ def parse(raw: Mapping[str, Any]) -> Settings:
         langfuse_admin_email=_email(_required(raw, "langfuse_admin_email")),
         cline_model=_cline_model(_required(raw, "cline_model"), models),
         cline_budget_usd_per_day=_cline_budget(_required(raw, "cline_budget_usd_per_day")),
+        cline_limits_per_minute=_cline_limits(raw.get("cline_limits_per_minute"), models),
         idle_stop_minutes=_idle_stop(_required(raw, "idle_stop_minutes")),
         versions=_versions(_required(raw, "versions")),
         shape=shape,
@@ -350,6 +371,35 @@ def _cline_budget(value: Any) -> float:
     if not 0 < value <= MAX_CLINE_BUDGET_USD_PER_DAY:  # also refuses nan and inf
         raise SettingsError(f"cline_budget_usd_per_day: {value!r} is out of range; use {allowed}")
     return float(value)
+
+
+def _cline_limits(value: Any, models: tuple[Model, ...]) -> tuple[RateLimit, ...]:
+    allowed = ("a mapping of model names to {tokens: N, requests: N} per minute (requests optional), "
+               "such as {claude-sonnet-4-5: {tokens: 80000, requests: 40}}")
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise SettingsError(f"cline_limits_per_minute: {value!r} is not allowed; use {allowed}")
+    names = [model.name for model in models]
+    limits = []
+    for model, limit in value.items():
+        where = f"cline_limits_per_minute.{model}"
+        if model not in names:
+            raise SettingsError(f"{where}: {model!r} is not one of the models' names; use one of {', '.join(names)}")
+        if not isinstance(limit, dict):
+            raise SettingsError(f"{where}: {limit!r} is not allowed; use {allowed}")
+        _reject_unknown(limit, ("tokens", "requests"), f"setting in {where}")
+        tokens = _per_minute(_required_in(limit, "tokens", where), f"{where}.tokens")
+        requests = None if limit.get("requests") is None else _per_minute(limit["requests"], f"{where}.requests")
+        limits.append(RateLimit(model, tokens, requests))
+    return tuple(limits)
+
+
+def _per_minute(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PER_MINUTE:
+        raise SettingsError(f"{key}: {value!r} is not allowed; use a whole number per minute from 1 to "
+                            f"{MAX_PER_MINUTE}")
+    return value
 
 
 def _models(value: Any, default_region: str) -> tuple[Model, ...]:

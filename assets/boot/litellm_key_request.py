@@ -33,9 +33,19 @@ ROUTES_BY_ALIAS = {
     "langfuse": ["/v1/chat/completions"],
 }
 
+# Cline's per-model limits per minute (settings' cline_limits_per_minute, a workshop room's fair share
+# of Bedrock's quotas), as JSON {model: limit}. LiteLLM 1.108.7 folds these fields into the key's
+# metadata (key_management_endpoints.py, metadata_json_with_limits), where its rate limiter reads
+# them on every request (proxy/auth/auth_utils.py, get_key_model_rpm_limit / get_key_model_tpm_limit).
+LIMITS_BY_ALIAS = {"cline": {"model_tpm_limit": "CLINE_MODEL_TPM_LIMIT", "model_rpm_limit": "CLINE_MODEL_RPM_LIMIT"}}
+
 alias, user_id, purpose = sys.argv[1:]
 if alias not in ROUTES_BY_ALIAS:
     sys.exit(f"litellm_key_request.py: no route list for a key named {alias!r} (known: {', '.join(ROUTES_BY_ALIAS)})")
+# On /key/update an empty mapping removes a limit a previous deploy set (LiteLLM: "IF null or {}
+# then no model specific rpm limit"), so a setting taken away reaches the key too.
+limits = {field: json.loads(os.environ.get(variable) or "{}")
+          for field, variable in LIMITS_BY_ALIAS.get(alias, {}).items()}
 print(json.dumps({
     "key": sys.stdin.read().strip(),
     "key_alias": alias,
@@ -44,5 +54,6 @@ print(json.dumps({
     "max_budget": float(os.environ["CLINE_BUDGET_USD_PER_DAY"]),
     "budget_duration": "1d",
     "allowed_routes": ROUTES_BY_ALIAS[alias],
+    **limits,
     "metadata": {"managed_by": "workbench-boot", "purpose": purpose},
 }))

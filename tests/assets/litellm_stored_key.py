@@ -16,13 +16,17 @@ from pathlib import Path
 from litellm.proxy._types import UserAPIKeyAuth, hash_token
 
 # The request's fields that LiteLLM keeps in the key's row and reads back on every request.
-STORED_FIELDS = ("key_alias", "user_id", "models", "max_budget", "budget_duration", "allowed_routes", "metadata")
+STORED_FIELDS = ("key_alias", "user_id", "models", "max_budget", "budget_duration", "allowed_routes")
+# Request fields that /key/generate folds into the row's metadata, where the rate limiter reads them
+# (1.108.7: management_endpoints/key_management_endpoints.py, metadata_json_with_limits).
+METADATA_FIELDS = ("model_rpm_limit", "model_tpm_limit")
 
 
 async def user_api_key_auth(request, api_key: str) -> UserAPIKeyAuth:
     for stored in json.loads(Path(os.environ["WORKBENCH_STORED_KEYS"]).read_text()):
         if api_key == stored["key"]:
             token = hash_token(stored["key"])
-            return UserAPIKeyAuth(api_key=token, token=token, spend=0.0,
+            metadata = {**stored["metadata"], **{field: stored[field] for field in METADATA_FIELDS if field in stored}}
+            return UserAPIKeyAuth(api_key=token, token=token, spend=0.0, metadata=metadata,
                                   **{field: stored[field] for field in STORED_FIELDS})
     raise Exception("Authentication Error, Invalid proxy server token passed")

@@ -1,4 +1,4 @@
-"""Over its daily budget, LiteLLM refuses a key's calls: the real proxy with the shipped config and
+"""Over its daily budget or its per-minute limits, LiteLLM refuses a key's calls: the real proxy with the shipped config and
 compose options, Cline's real request (benchmarks/cline-requests), keys as the boot stores them.
 
 How LiteLLM 1.108.7 enforces a key's max_budget (proxy/auth/auth_checks.py
@@ -208,3 +208,42 @@ def test_of_concurrent_calls_only_one_is_admitted_when_the_rest_of_the_budget_is
             break
         time.sleep(0.05)
     assert spent == pytest.approx(2 * call_cost, rel=1e-6)
+
+
+def limited_key(proxy, key: str, tokens: int, requests: int | None) -> None:
+    """Cline's key with a room's per-minute limits on Cline's model (settings' cline_limits_per_minute,
+    through deployment.env's variables, as the boot requests it)."""
+    loaded = settings.load(overrides={"cline_limits_per_minute": {
+        proxy["settings"].cline_model: {"tokens": tokens, **({"requests": requests} if requests else {})}}})
+    body = key_request("cline", loaded.name, key, loaded.key_request_environment())
+    proxy["keys"].write_text(json.dumps([*json.loads(proxy["keys"].read_text()), body]))
+
+
+def test_a_keys_requests_per_minute_limit_refuses_the_call_over_it(proxy):
+    """Two requests a minute on Cline's model: the third call within the minute is refused with
+    429 before it reaches Bedrock, whichever worker serves it."""
+    key = "sk-limit-requests"
+    limited_key(proxy, key, tokens=10_000_000, requests=2)
+    spread = itertools.cycle(connections(proxy, 1))
+    before = converse_calls(proxy)
+    answers = [call(next(spread), proxy, key) for _ in range(3)]
+    assert [status for status, _ in answers] == [200, 200, 429], answers
+    assert "rpm" in answers[2][1].lower() or "rate limit" in answers[2][1].lower(), answers[2]
+    assert converse_calls(proxy) - before == 2
+
+
+def test_a_keys_tokens_per_minute_limit_below_one_cline_turn_refuses_every_call(proxy):
+    """LiteLLM reserves a call's estimated input and output tokens against the key's tokens-per-minute
+    limit before it admits the call (1.108.7, proxy/hooks/parallel_request_limiter_v3.py,
+    _estimate_tokens_for_request), as Bedrock does against its quota: a share below one Cline turn
+    (~12,000 input tokens, room.CLINE_TURN_INPUT_TOKENS, why `plan` refuses one) admits nothing,
+    while a share of a few turns admits the same call."""
+    spread = itertools.cycle(connections(proxy, 1))
+    before = converse_calls(proxy)
+    limited_key(proxy, "sk-limit-tokens-small", tokens=1_000, requests=None)
+    refused = call(next(spread), proxy, "sk-limit-tokens-small")
+    assert refused[0] == 429 and "Current limit: 1000" in refused[1], refused
+    assert converse_calls(proxy) == before
+    limited_key(proxy, "sk-limit-tokens-share", tokens=200_000, requests=None)
+    assert call(next(spread), proxy, "sk-limit-tokens-share")[0] == 200
+    assert converse_calls(proxy) == before + 1

@@ -114,6 +114,19 @@ def test_cline_budget_takes_dollars_and_cents(budget, expected):
         ({"idle_stop_minutes": "1.5"}, "idle_stop_minutes: 1.5 is not allowed; use 0 (never stop)"),
         ({"idle_stop_minutes": "-1"}, "idle_stop_minutes: -1 is out of range"),
         ({"name.first": "x"}, "override 'name.first': 'name' is not a group of settings"),
+        ({"cline_limits_per_minute": "80000"}, "cline_limits_per_minute: 80000 is not allowed; use a mapping of model names"),
+        ({"cline_limits_per_minute": "{gpt-4o: {tokens: 1}}"},
+         "cline_limits_per_minute.gpt-4o: 'gpt-4o' is not one of the models' names; use one of claude-sonnet-4-5"),
+        ({"cline_limits_per_minute": "{claude-sonnet-4-5: 80000}"},
+         "cline_limits_per_minute.claude-sonnet-4-5: 80000 is not allowed; use a mapping"),
+        ({"cline_limits_per_minute": "{claude-sonnet-4-5: {requests: 5}}"},
+         "cline_limits_per_minute.claude-sonnet-4-5.tokens: missing"),
+        ({"cline_limits_per_minute": "{claude-sonnet-4-5: {tokens: 0}}"},
+         "cline_limits_per_minute.claude-sonnet-4-5.tokens: 0 is not allowed; use a whole number per minute from 1"),
+        ({"cline_limits_per_minute": "{claude-sonnet-4-5: {tokens: 9, requests: 1.5}}"},
+         "cline_limits_per_minute.claude-sonnet-4-5.requests: 1.5 is not allowed"),
+        ({"cline_limits_per_minute": "{claude-sonnet-4-5: {tokens: 9, burst: 2}}"},
+         "unknown setting in cline_limits_per_minute.claude-sonnet-4-5 'burst'; allowed: tokens, requests"),
     ],
 )
 def test_bad_input_is_refused_with_a_message_naming_key_value_and_rule(overrides, expected):
@@ -233,3 +246,16 @@ def test_the_setting_paths_cover_every_key():
 @pytest.mark.parametrize("email", ["admin@workbench.local", "first.last+tag@example.co.uk", "a_b%c-d@x-y.io"])
 def test_ordinary_email_addresses_pass(email):
     assert load_with(langfuse_admin_email=email).langfuse_admin_email == email
+
+
+def test_cline_limits_reach_the_key_request_only_when_set():
+    """No limits: the key request's environment is the budget's and models' only, as before limits
+    existed; with them, LiteLLM's per-model fields as JSON, requests left out where not given."""
+    assert set(settings.load().key_request_environment()) == {"LITELLM_MODEL_NAMES", "CLINE_BUDGET_USD_PER_DAY"}
+    limited = load_with(cline_limits_per_minute="{claude-sonnet-4-5: {tokens: 80000, requests: 40}, "
+                                                "claude-haiku-4-5: {tokens: 50000}}")
+    assert limited.cline_limits_per_minute == (settings.RateLimit("claude-sonnet-4-5", 80000, 40),
+                                               settings.RateLimit("claude-haiku-4-5", 50000, None))
+    environment = limited.key_request_environment()
+    assert json.loads(environment["CLINE_MODEL_TPM_LIMIT"]) == {"claude-sonnet-4-5": 80000, "claude-haiku-4-5": 50000}
+    assert json.loads(environment["CLINE_MODEL_RPM_LIMIT"]) == {"claude-sonnet-4-5": 40}
