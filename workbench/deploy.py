@@ -50,12 +50,23 @@ OUTPUT_FLAGS = ("--verbose", "-v", "-vv", "-vvv", "--debug", "--no-color", "--tr
 SETTLED_SUFFIXES = ("_COMPLETE", "_FAILED")
 IN_PROGRESS_SUFFIX = "_IN_PROGRESS"
 POLL_SECONDS = 5
+# Far beyond any deploy or deletion of these stacks (the boot's wait condition times out well before).
+FOLLOW_LIMIT_SECONDS = 3 * 3600
 # How many polls an instance gets to reach the state a deploy waits for: 10 minutes.
 INSTANCE_WAIT_POLLS = 120
 
 
 class DeployError(Exception):
     """Why the deploy did not happen or did not succeed; one line for the user."""
+
+
+class DataLossRefused(DeployError):
+    """The change set would lose data and ALLOW_DATA_LOSS=1 was not given; nothing was changed."""
+
+    def __init__(self, stack_name: str, dangers: list[str]) -> None:
+        super().__init__(f"not deploying {stack_name}: this update would lose the workbench's data: "
+                         + "; ".join(dangers))
+        self.dangers = dangers
 
 
 @dataclass
@@ -149,15 +160,21 @@ class Target:
             raise DeployError(f"AWS rejected the credentials: {error}") from error
         return cls(session, profile, region, account)
 
-    def cdk(self, *args: str) -> None:
+    def for_thread(self) -> Target:
+        """The same target with a session of its own: a boto3 session is not to be shared between
+        threads (boto3's guide, "Multithreading or multiprocessing with sessions")."""
+        return Target(boto3.session.Session(profile_name=self.profile, region_name=self.region), self.profile,
+                      self.region, self.account)
+
+    def cdk(self, *args: str, say=terminal.say, cwd: Path = ROOT) -> None:
         env = {**os.environ, "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
         # The CDK CLI prints stack events with their reasons, which carry AWS's and the box's text:
-        # its output reaches the terminal line by line through terminal.say.
-        with subprocess.Popen([str(CDK), *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        # its output reaches the terminal (or a log) line by line through say.
+        with subprocess.Popen([str(CDK), *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, errors="replace") as cdk:
             assert cdk.stdout is not None  # piped above
             for line in cdk.stdout:
-                terminal.say(line.rstrip("\n"))
+                say(line.rstrip("\n"))
         if cdk.returncode != 0:
             raise DeployError(f"cdk {args[0]} failed with exit status {cdk.returncode}")
 
@@ -260,10 +277,11 @@ def check_restore_snapshot(target: Target, settings: workbench_settings.Settings
             f"{target.account} in {target.region} tagged {tag}={settings.name} (`workbench list` shows them)")
 
 
-def prepare_change_set(target: Target, args: CdkArgs, stack_name: str, change_set: str) -> None:
+def prepare_change_set(target: Target, cdk_args: list[str], stack_name: str, change_set: str,
+                       say=terminal.say, cwd: Path = ROOT) -> None:
     """Publishes the assets and has CloudFormation plan the deploy, without executing it."""
     target.cdk("deploy", stack_name, "--method=prepare-change-set", "--change-set-name", change_set,
-               "--require-approval", "never", *args.for_cdk())
+               "--require-approval", "never", *cdk_args, say=say, cwd=cwd)
 
 
 def planned_changes(target: Target, stack_name: str, change_set: str) -> list[dict] | None:
@@ -334,11 +352,25 @@ def execute_and_follow(target: Target, stack_name: str, change_set: str, no_roll
     """Executes the inspected change set and prints the stack's events until it settles."""
     cloudformation = target.cloudformation
     seen = {event["EventId"] for event in _events(cloudformation, stack_name)}
+    stack_id = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]["StackId"]
     started = datetime.now(UTC)
     cloudformation.execute_change_set(StackName=stack_name, ChangeSetName=change_set, DisableRollback=no_rollback)
+    stack, failures = follow(target, stack_id, seen, started, say)
+    status = stack["StackStatus"]
+    if status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+        raise DeployError(f"the deploy of {stack_name} ended {status}: {first_failure(failures, status)}")
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def follow(target: Target, stack_id: str, seen: set[str], started: datetime,
+           say=terminal.say) -> tuple[dict, list[str]]:
+    """Prints the stack's events not in `seen` until the stack settles; returns the stack as it
+    settled and the failures since `started`. By its id, as a deleted stack is described by id only."""
+    cloudformation = target.cloudformation
     failures: list[str] = []
+    deadline = time.monotonic() + FOLLOW_LIMIT_SECONDS
     while True:
-        for event in reversed(_events(cloudformation, stack_name)):
+        for event in reversed(_events(cloudformation, stack_id)):
             if event["EventId"] in seen:
                 continue
             seen.add(event["EventId"])
@@ -346,15 +378,19 @@ def execute_and_follow(target: Target, stack_name: str, change_set: str, no_roll
             say(f"{event['Timestamp']:%H:%M:%S}  {event['ResourceStatus']:<20} {event['LogicalResourceId']}{reason}")
             if event["ResourceStatus"].endswith("_FAILED") and event["Timestamp"] >= started:
                 failures.append(f"{event['LogicalResourceId']}: {event.get('ResourceStatusReason', 'no reason given')}")
-        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+        stack = cloudformation.describe_stacks(StackName=stack_id)["Stacks"][0]
         status = stack["StackStatus"]
         if status.endswith(SETTLED_SUFFIXES) and not status.endswith(IN_PROGRESS_SUFFIX):
-            break
+            return stack, failures
+        if time.monotonic() > deadline:
+            raise DeployError(f"{stack_id} is still {status} after {FOLLOW_LIMIT_SECONDS // 3600} hours; "
+                              "CloudFormation's console shows what it waits for")
         time.sleep(POLL_SECONDS)
-    if status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
-        first = next((f for f in failures if "cancelled" not in f.lower()), failures[0] if failures else status)
-        raise DeployError(f"the deploy of {stack_name} ended {status}: {first}")
-    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def first_failure(failures: list[str], status: str) -> str:
+    """The failure that caused the others: CloudFormation cancels the rest once one fails."""
+    return next((f for f in failures if "cancelled" not in f.lower()), failures[0] if failures else status)
 
 
 def _events(cloudformation, stack_name: str) -> list[dict]:
@@ -376,33 +412,54 @@ def deploy(argv: list[str], say=terminal.say) -> int:
     elif loaded.data_snapshot_id:
         check_restore_snapshot(target, loaded)
     target.cdk("bootstrap", f"aws://{target.account}/{target.region}", *args.for_cdk())
-    change_set = f"workbench-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-    prepare_change_set(target, args, stack_name, change_set)
-    changes = planned_changes(target, stack_name, change_set)
-    if changes is None:
-        say(f"deploy: {stack_name} is up to date; nothing to change")
-        discard(target, stack_name, change_set)
-        return 0
-    dangers = dangerous_changes(changes)
-    if dangers and os.environ.get("ALLOW_DATA_LOSS") != "1":
-        discard(target, stack_name, change_set)
+    try:
+        outputs = guarded_deploy(target, stack_name, args.for_cdk(), args.no_rollback, say)
+    except DataLossRefused as refusal:
         say(f"deploy: not deploying {stack_name}: this update would lose the workbench's data:")
-        for danger in dangers:
+        for danger in refusal.dangers:
             say(f"  - {danger}")
         say("To move the data to a new instance, run `make destroy` (it keeps the data in a snapshot and names it), "
             "then `make deploy CDK_ARGS='-c data_snapshot_id=snap-…'`.")
         say("If losing it is what you want, run again with ALLOW_DATA_LOSS=1 (e.g. make deploy ALLOW_DATA_LOSS=1).")
         return 1
+    if outputs is None:
+        say(f"deploy: {stack_name} is up to date; nothing to change")
+        return 0
+    say(f"deploy: {stack_name} is ready")
+    for key in sorted(outputs):
+        say(f"  {key} = {outputs[key]}")
+    return 0
+
+
+def guarded_deploy(target: Target, stack_name: str, cdk_args: list[str], no_rollback: bool, say=terminal.say,
+                   cdk_say=None, cwd: Path = ROOT) -> dict[str, str] | None:
+    """Plans the deploy of one stack as a change set, refuses it if it would lose data (DataLossRefused,
+    the change set discarded) unless ALLOW_DATA_LOSS=1, executes exactly that change set and follows
+    it. Returns the stack's outputs, or None when there was nothing to change. The CDK CLI's output
+    goes to cdk_say (say by default), the deploy's own lines and the stack's events to say; the
+    CLI runs in cwd, whose cdk.json and cdk.context.json it reads."""
+    # Unique in the account, not only in the stack as CloudFormation needs: a room plans many stacks
+    # in the same second, and moto (the emulator) finds a change set by its name alone.
+    change_set = f"workbench-{datetime.now(UTC):%Y%m%d-%H%M%S}-{stack_name}"
+    prepare_change_set(target, cdk_args, stack_name, change_set, say=cdk_say or say, cwd=cwd)
+    changes = planned_changes(target, stack_name, change_set)
+    if changes is None:
+        discard(target, stack_name, change_set)
+        return None
+    dangers = dangerous_changes(changes)
+    if dangers and os.environ.get("ALLOW_DATA_LOSS") != "1":
+        discard(target, stack_name, change_set)
+        raise DataLossRefused(stack_name, dangers)
     if dangers:
         say("deploy: ALLOW_DATA_LOSS=1, going ahead although: " + "; ".join(dangers))
     if modifies_the_instance(changes):
         start_for_update(target, stack_name, say)
     say(f"deploy: executing change set {change_set} ({len(changes)} changes)")
-    outputs = execute_and_follow(target, stack_name, change_set, args.no_rollback, say)
-    say(f"deploy: {stack_name} is ready")
-    for key in sorted(outputs):
-        say(f"  {key} = {outputs[key]}")
-    return 0
+    for change in changes:
+        resource = change.get("ResourceChange", {})
+        replacing = " (replacing it)" if resource.get("Replacement") in REPLACING else ""
+        say(f"  {resource.get('Action')} {resource.get('ResourceType')} {resource.get('LogicalResourceId')}{replacing}")
+    return execute_and_follow(target, stack_name, change_set, no_rollback, say)
 
 
 def main(argv: list[str]) -> int | str:

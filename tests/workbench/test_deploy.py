@@ -123,10 +123,10 @@ def cdk_in_moto(aws_config, monkeypatch):
     prepare-change-set creates the change set in the target's account and region."""
     recorded = {"cdk": [], "prepared": []}
 
-    def cdk(target, *args):
+    def cdk(target, *args, say=None, cwd=None):
         recorded["cdk"].append((target.region, target.profile, args))
 
-    def prepare(target, args, stack_name, change_set):
+    def prepare(target, cdk_args, stack_name, change_set, say=None, cwd=None):
         cloudformation = target.cloudformation
         exists = any(s["StackName"] == stack_name for s in cloudformation.describe_stacks()["Stacks"])
         cloudformation.create_change_set(StackName=stack_name, ChangeSetName=change_set,
@@ -214,7 +214,9 @@ class FailingBootStack:
         self.executed.append(kwargs)
 
     def describe_stacks(self, StackName):
-        return {"Stacks": [{"StackStatus": "UPDATE_ROLLBACK_COMPLETE"}]}
+        # StackId is always in DescribeStacks' answer (required in botocore's model of Stack).
+        return {"Stacks": [{"StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/ai-workbench-alice/1",
+                            "StackStatus": "UPDATE_ROLLBACK_COMPLETE"}]}
 
 
 def test_a_failed_boot_fails_the_deploy_with_the_boot_scripts_reason(monkeypatch):
@@ -359,7 +361,7 @@ def idle_stopped_box(cdk_in_moto, monkeypatch):
     ec2.stop_instances(InstanceIds=[instance_id])
     box = {"instance_id": instance_id, "next_template": "", "state_at_execution": []}
 
-    def prepare(target, args, stack_name, change_set):
+    def prepare(target, cdk_args, stack_name, change_set, say=None, cwd=None):
         target.cloudformation.create_change_set(StackName=stack_name, ChangeSetName=change_set,
                                                 TemplateBody=box["next_template"], ChangeSetType="UPDATE")
 
