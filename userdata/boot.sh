@@ -497,6 +497,10 @@ main() {
       elif [[ -s $STATE_DIR/coding-user-warnings ]]; then echo "coding-user-setup unhealthy"
       else echo "coding-user-setup healthy"; fi
       bash "$INSTALL_DIR/boot/idle-stop.sh" report 2>/dev/null || echo "idle-stop unknown"
+      # From the bundle, as the boot's phases are (none before the first boot fetched it).
+      # shellcheck source=assets/boot/litellm-keys.sh
+      if source "$INSTALL_DIR/boot/litellm-keys.sh" 2>/dev/null; then cline_spend_report
+      else echo "cline-spend unknown"; fi
       return ;;
     --logs) service_logs "${2:?--logs needs a service name}" "${3:-100}"; return ;;
     --rerun-user-data) rerun_user_data ;;

@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import boto3
 import botocore.exceptions
@@ -43,6 +44,45 @@ class Deployment:
     def bedrock_models(self) -> list[Model]:
         """The models the stack was deployed with (empty for a stack older than that output)."""
         return [Model(**entry) for entry in json.loads(self.outputs.get(contract.BEDROCK_MODELS, "[]"))]
+
+
+@dataclass(frozen=True)
+class BoxHealth:
+    """What `workbench-boot --health` says on the box (userdata/boot.sh): a line per service, the idle
+    stop's countdown, and Cline's spend since its daily budget last reset."""
+
+    services: dict[str, str]
+    idle_stop: str | None
+    cline_spend: str | None  # "USD 1.25 of 20 (resets 2026-12-04 08:00 UTC)"; None when unknown
+
+    @classmethod
+    def parse(cls, output: str) -> BoxHealth:
+        services, idle_stop, cline_spend = {}, None, None
+        for line in output.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "idle-stop":
+                idle_stop = value
+            elif key == "cline-spend":
+                cline_spend = _spend(value)
+            elif value:
+                services[key] = value
+        return cls(services, idle_stop, cline_spend)
+
+    @property
+    def healthy(self) -> bool:
+        return bool(self.services) and all(health == "healthy" for health in self.services.values())
+
+
+def _spend(value: str) -> str | None:
+    """'SPEND MAX_BUDGET RESET_AT' (assets/boot/litellm-keys.sh, cline_spend_report) for people."""
+    try:
+        spent, budget, reset_at = value.split()
+        line = f"USD {float(spent):.2f} of {float(budget):g}"
+    except ValueError:  # "unknown", or a budget of None
+        return None
+    with contextlib.suppress(ValueError):
+        line += f" (resets {datetime.fromisoformat(reset_at).astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
+    return line
 
 
 @contextlib.contextmanager
@@ -160,6 +200,9 @@ class WorkbenchAws:
             return seed_of(response["SecretString"])
         except ValueError as error:
             raise WorkbenchError(f"{arn}: {error}; was it changed by hand? Redeploy a new workbench") from error
+
+    def box_health(self, instance_id: str) -> BoxHealth:
+        return BoxHealth.parse(self.run_shell(instance_id, f"{contract.BOOT_SCRIPT_ON_BOX} --health"))
 
     def run_shell(self, instance_id: str, script: str, timeout_seconds: int = 60, check: bool = False) -> str:
         """Runs a shell script on the box through SSM Run Command; returns its standard output.

@@ -30,8 +30,28 @@ ensure_litellm_key() {
   log "the $alias key: $endpoint done (models $LITELLM_MODEL_NAMES, USD $CLINE_BUDGET_USD_PER_DAY a day)"
 }
 
+# Cline's spend since its budget last reset (daily), for `workbench status` and `workbench workshop
+# status`: "cline-spend SPEND MAX_BUDGET RESET_AT", or "cline-spend unknown". The key is looked up
+# by its sha256, which the keys phase keeps (a hash, not the key).
+cline_spend_report() {
+  local answer=$STATE_DIR/cline-spend.json status=none
+  if [[ -s $STATE_DIR/cline-key-sha256 ]]; then
+    status=$(litellm_api GET "/key/info?key=$(<"$STATE_DIR/cline-key-sha256")" "$answer" 2>/dev/null) || status=none
+  fi
+  if [[ $status == 200 ]]; then
+    # info_key_fn (1.108.7) answers the key's row: spend, max_budget, budget_reset_at (ISO 8601 or null).
+    python3 -c 'import json, sys; info = json.load(sys.stdin)["info"]
+print("cline-spend", float(info["spend"]), info["max_budget"], info.get("budget_reset_at") or "-")' \
+      <"$answer" 2>/dev/null || echo "cline-spend unknown"
+  else
+    echo "cline-spend unknown"
+  fi
+  rm -f "$answer"
+}
+
 phase_litellm_keys() {
   start_phase litellm-keys
+  install_content "$STATE_DIR/cline-key-sha256" 0600 "$(printf '%s' "$LITELLM_CLINE_KEY" | sha256sum | cut -c1-64)"
   ensure_litellm_key LITELLM_CLINE_KEY cline "$WORKBENCH_NAME" "Cline in VS Code Server"
   ensure_litellm_key LITELLM_LANGFUSE_KEY langfuse langfuse "Langfuse's playground and evaluators"
   end_phase

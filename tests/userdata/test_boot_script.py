@@ -168,13 +168,24 @@ def test_health_mode_reports_each_service_for_workbench_status(booted_box):
     result = subprocess.run(["bash", str(BOOT_SCRIPT), "--health"], env={**box.env, "STUB_UNHEALTHY": "8080"},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
+    lines = result.stdout.splitlines()
+    assert lines == [
         "langfuse-web healthy", "langfuse-worker healthy", "litellm healthy",
         "litellm-langfuse-callback healthy", "code-server unhealthy", "langfuse-llm-connection healthy",
-        "coding-user-setup healthy", result.stdout.splitlines()[-1],
+        "coding-user-setup healthy", lines[-2], "cline-spend 0.0 20.0 2026-12-04T08:00:00Z",
     ]
-    assert result.stdout.splitlines()[-1].startswith("idle-stop in 60 min (last use: the boot at ")
+    assert lines[-2].startswith("idle-stop in 60 min (last use: the boot at ")
     assert box.called("-H @" + str(box.root / "var/lib/workbench/litellm-auth-header")) >= 2
+
+
+def test_health_mode_reports_clines_spend_by_its_keys_hash_and_unknown_without_an_answer(booted_box):
+    box, _ = booted_box
+    spent = box.run("--health", STUB_KEY_SPEND="3.25")
+    assert spent.stdout.splitlines()[-1] == "cline-spend 3.25 20.0 2026-12-04T08:00:00Z"
+    cline_hash = (box.root / "var/lib/workbench/cline-key-sha256").read_text().strip()
+    assert box.called(f"http://172.29.2.10:4000/key/info?key={cline_hash}") >= 1
+    down = box.run("--health", STUB_UNHEALTHY="4000")
+    assert down.returncode == 0 and down.stdout.splitlines()[-1] == "cline-spend unknown"
 
 
 def test_logs_mode_shows_one_service_for_workbench_logs(booted_box):
