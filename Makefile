@@ -15,7 +15,7 @@ TEST_COMMANDS := redis-server:redis-server redis-cli:redis-tools pg_isready:post
 PROGRAMS := tests/programs
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help install system-packages test-install lint bench-gateway deploy destroy synth render test deploy-local destroy-local workshop-studio package clean
+.PHONY: help install system-packages test-install lint bench-gateway deploy destroy synth render test deploy-local destroy-local workshop-studio workshop-up workshop-down package clean
 
 help:
 	@echo "make deploy         deploy to the AWS account of your current credentials"
@@ -28,6 +28,7 @@ help:
 	@echo "make bench-gateway  what the LiteLLM gateway adds to time to first token (1 and 8 streams)"
 	@echo "make workshop-studio OUT=dir  Workshop Studio content: template without CDK bootstrap, assets, guide"
 	@echo "make package BUCKET=name      upload that template to your bucket, print a quick-create link"
+	@echo "make workshop-up ROSTER=file   a room of participants in this account (workshop-down removes it)"
 
 $(BIN)/activate: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -106,6 +107,13 @@ bench-gateway: install
 workshop-studio: install
 	@test -n "$(OUT)" || { echo "usage: make workshop-studio OUT=dir [CDK_ARGS='-c key=value']"; exit 2; }
 	$(BIN)/python -m workbench.workshop_studio content "$(OUT)" $(CDK_ARGS)
+
+# A workshop room in this account (README, Run a workshop in one account): ARGS such as --parallel 8,
+# --despite-quotas (up) or --keep-data (down); PROFILE and REGION as for the workbench command.
+WORKBENCH_AWS_ARGS = $(if $(PROFILE),--profile $(PROFILE)) $(if $(REGION),--region $(REGION))
+workshop-up workshop-down: workshop-%: install
+	@test -n "$(ROSTER)" || { echo "usage: make $@ ROSTER=room.yaml [PROFILE=name] [REGION=name] [ARGS='...']"; exit 2; }
+	$(BIN)/workbench $(WORKBENCH_AWS_ARGS) workshop $* "$(ROSTER)" $(ARGS)
 
 package: install
 	@test -n "$(BUCKET)" || { echo "usage: make package BUCKET=name [PREFIX=path/] [CDK_ARGS='-c key=value --profile NAME']"; exit 2; }

@@ -77,7 +77,7 @@ def _room(app: cdk.App, roster_file: Path, settings: workbench_settings.Settings
         vpc_refusal="is not used by a workshop room, whose workbenches join the room's own network",
         snapshot_refusal="would give every participant the same data: leave it empty for a workshop room")
     env = cdk.Environment(account=account, region=region) if account and region else None
-    network = RoomStack(app, roster, env=env)
+    network = RoomStack(app, roster, cline_limits=settings.cline_limits_per_minute, env=env)
     for name in roster.participants:
         participant = workbench_settings.load(overrides={**overrides, **roster.participant_overrides(name)})
         workbench = WorkbenchStack(app, participant, vpc=network.vpc, env=env)

@@ -14,11 +14,9 @@ from constructs import Construct
 
 from stacks.nag import AcknowledgeCdkHandlers, acknowledge, acknowledge_checkov
 from stacks.network import public_vpc
-from workbench.room import ROOM_TAG, Roster, room_participant_policy
-
-# Tags each participant's user and key secret, by which `workbench workshop` finds them; the room's
-# resources carry ROOM_TAG. Neither is the workbench tag, whose value a participant's policy trusts.
-PARTICIPANT_TAG = "ai-workshop-participant"
+from workbench.handouts import PARTICIPANT_TAG
+from workbench.room import CLINE_LIMITS_OUTPUT, ROOM_TAG, Roster, room_participant_policy
+from workbench.settings import RateLimit, cline_limits_value
 
 
 class ParticipantAccess(Construct):
@@ -64,7 +62,7 @@ class ParticipantAccess(Construct):
 
 
 class RoomStack(Stack):
-    def __init__(self, scope: Construct, roster: Roster, **kwargs) -> None:
+    def __init__(self, scope: Construct, roster: Roster, cline_limits: tuple[RateLimit, ...] = (), **kwargs) -> None:
         super().__init__(
             scope,
             roster.stack_name,
@@ -78,6 +76,9 @@ class RoomStack(Stack):
         self.participants = {name: ParticipantAccess(self, f"Participant-{name}", name=name, roster=roster)
                              for name in roster.participants}
         CfnOutput(self, "VpcId", value=self.vpc.vpc_id, description="The network every participant's workbench joins")
+        if cline_limits:
+            CfnOutput(self, CLINE_LIMITS_OUTPUT, value=cline_limits_value(cline_limits),
+                      description="Each participant's Cline key's limits per minute (cline_limits_per_minute)")
 
 
 def _as_list(value: str | list[str]) -> list[str]:

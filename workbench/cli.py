@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from workbench import bedrock_access, bundle, contract, local, room, settings
+from workbench import bedrock_access, bundle, contract, handouts, local, room, settings, workshop
 from workbench import connect as connecting
 from workbench.aws import WorkbenchAws, WorkbenchError, credential_errors_explained
 from workbench.contract import BOOT_SCRIPT_ON_BOX, SERVICE_PORTS
+from workbench.deploy import ROOT, DeployError
 from workbench.secrets import BY_KEY, derive
 from workbench.terminal import printable, say
+from workbench.workshop import DEFAULT_PARALLEL, WorkshopError
 
-NOT_HEALTHY = 3
+NOT_HEALTHY = workshop.NOT_HEALTHY  # the same for one box and for a room
 NO_GO = 4  # workbench workshop plan: the account cannot hold the room yet
 # What `workbench local logs` can show: the services of the laptop's compose files.
 LOCAL_SERVICES = ("langfuse-web", "langfuse-worker", "langfuse-postgres", "clickhouse", "redis", "blob",
@@ -76,11 +79,9 @@ def cmd_status(aws: WorkbenchAws, args) -> int:
     if state == "running":
         report["ssm"] = aws.ssm_ping(deployment.instance_id)
     if report["ssm"] == "Online":
-        output = aws.run_shell(deployment.instance_id, f"{BOOT_SCRIPT_ON_BOX} --health")
-        lines = output.splitlines()
-        report["idle_stop"] = next((line.split(" ", 1)[1] for line in lines if line.startswith("idle-stop ")), None)
-        report["services"] = dict(line.split(None, 1) for line in lines
-                                  if " " in line and not line.startswith("idle-stop "))
+        health = aws.box_health(deployment.instance_id)
+        report["services"], report["idle_stop"] = health.services, health.idle_stop
+        report["cline_spend"] = health.cline_spend
     models = deployment.bedrock_models
     access = bedrock_access.check_all(aws.session, models) if models else []
     report["bedrock"] = {result.model.name: result.detail for result in access}
@@ -103,6 +104,8 @@ def cmd_status(aws: WorkbenchAws, args) -> int:
             say("services   not checked (SSM cannot reach the instance)")
         if report.get("idle_stop"):
             say(f"idle stop  {report['idle_stop']}")
+        if report.get("cline_spend"):
+            say(f"cline      {report['cline_spend']}")
         for name, detail in report["bedrock"].items():
             say(f"bedrock    {name}: {detail}")
     return 0 if healthy else NOT_HEALTHY
@@ -175,15 +178,46 @@ def cmd_local(args) -> int:
 
 
 def cmd_workshop(aws: WorkbenchAws, args) -> int:
-    """`workbench workshop plan ROSTER`: whether the account's quotas hold the room, each participant's
-    share of Bedrock and the event's cost (workbench/room.py)."""
-    loaded = settings.load()
-    now = datetime.now(UTC)
-    roster = room.load_roster(Path(args.roster), loaded, now)
+    """`workbench workshop plan|up|down ROSTER`: a room of participants in this account (workbench/room.py,
+    workbench/workshop.py)."""
+    roster_file = Path(args.roster)
+    if args.workshop_command == "plan":
+        loaded = settings.load()
+        now = datetime.now(UTC)
+        roster = room.load_roster(roster_file, loaded, now)
+        with credential_errors_explained():
+            room_plan = room.plan(roster, loaded, aws.session, starts_at=now)
+        say(room.format_plan(room_plan))
+        return 0 if room_plan.go else NO_GO
+    if args.workshop_command == "status":
+        with credential_errors_explained():
+            return workshop.status(roster_file, aws.region, args.profile, args.parallel, say)
+    if args.workshop_command == "handouts":
+        roster = room.load_roster(roster_file, settings.load(), now=None)
+        with credential_errors_explained():
+            result = handouts.write_handouts(roster, aws.session, Path(args.out))
+        for path in result.written:
+            say(str(path))
+        for name, why in result.missing.items():
+            say(f"{name}: no handout: {why}")
+        if (ROOT / "app.py").is_file():  # a checkout, which builds the wheel the handouts tell people to install
+            from workbench.workshop_studio import build_wheel  # imports the CDK app, which the wheel lacks
+
+            say(str(build_wheel(Path(args.out))))
+        say("Send each participant their own two files (they hold that participant's access key) and the "
+            "`workbench` wheel (ai_coding_workbench-*.whl)")
+        return 1 if result.missing else 0
+    # Deploying and destroying need the CDK app, which the installed command (the wheel) does not carry.
+    if not (ROOT / "app.py").is_file():
+        raise WorkbenchError(f"`workbench workshop {args.workshop_command}` runs from a checkout of the repository, "
+                             "which has the CDK app it deploys: clone it, `make install`, then `make workshop-"
+                             f"{args.workshop_command} ROSTER={args.roster}`")
+    # The CDK CLI takes its region from the environment; the same one for boto3 (deploy.resolve_region).
+    os.environ["AWS_REGION"] = aws.region
     with credential_errors_explained():
-        room_plan = room.plan(roster, loaded, aws.session, starts_at=now)
-    say(room.format_plan(room_plan))
-    return 0 if room_plan.go else NO_GO
+        if args.workshop_command == "up":
+            return workshop.up(roster_file, args.profile, args.parallel, args.despite_quotas, args.reshare, say)
+        return workshop.down(roster_file, args.profile, args.parallel, args.keep_data, say)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -230,6 +264,32 @@ def parser() -> argparse.ArgumentParser:
     workshop_commands.add_parser(
         "plan", help="the account's quotas against the room's needs, each participant's Bedrock share, the cost; "
                      f"exit {NO_GO} on a no-go").add_argument("roster", help="the roster file (YAML)")
+    workshop_status = workshop_commands.add_parser(
+        "status", help=f"each participant's box: state, health, idle stop, Cline's spend; exit {NOT_HEALTHY} "
+                       "unless every box is healthy")
+    workshop_status.add_argument("roster", help="the roster file (YAML)")
+    workshop_status.add_argument("--parallel", type=whole_number(1, 16), default=DEFAULT_PARALLEL,
+                                 help=f"boxes asked at once (default {DEFAULT_PARALLEL})")
+    workshop_handouts = workshop_commands.add_parser(
+        "handouts", help="one file per participant and language (en, ja): their AWS profile, how to connect")
+    workshop_handouts.add_argument("roster", help="the roster file (YAML)")
+    workshop_handouts.add_argument("--out", required=True, help="a new directory, or one only you can read")
+    parallel_help = f"deploys at once (default {DEFAULT_PARALLEL})"
+    workshop_up = workshop_commands.add_parser(
+        "up", help="deploy the room's network and access and each participant's workbench; run again to converge")
+    workshop_up.add_argument("roster", help="the roster file (YAML)")
+    workshop_up.add_argument("--parallel", type=whole_number(1, 16), default=DEFAULT_PARALLEL, help=parallel_help)
+    workshop_up.add_argument("--despite-quotas", action="store_true",
+                             help="deploy even though the plan says the quotas cannot hold the room")
+    workshop_up.add_argument("--reshare", action="store_true",
+                             help="give every Cline key this roster's share of Bedrock instead of the first up's "
+                                  "(restarts every box)")
+    workshop_down = workshop_commands.add_parser(
+        "down", help="destroy every participant's workbench, then the room's stack (revoking every access key)")
+    workshop_down.add_argument("roster", help="the roster file (YAML)")
+    workshop_down.add_argument("--parallel", type=whole_number(1, 16), default=DEFAULT_PARALLEL, help=parallel_help)
+    workshop_down.add_argument("--keep-data", action="store_true",
+                               help="keep a snapshot of each participant's data volume (default: delete them)")
     return top
 
 
@@ -261,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      "give its NAME (`workbench list` shows them)")
             args.name = settings.load().name
         return args.handler(WorkbenchAws(region=args.region, profile=args.profile), args)
-    except (WorkbenchError, settings.SettingsError, room.RosterError) as error:
+    except (WorkbenchError, settings.SettingsError, room.RosterError, WorkshopError, DeployError) as error:
         print(printable(f"workbench: {error}"), file=sys.stderr)
         return 1
 

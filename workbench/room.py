@@ -43,6 +43,8 @@ ROOM_TAG = "ai-workshop"
 # The room's own stack: the shared network and the participants' identities (stacks/room_stack.py).
 # Not ai-workbench-*, the participants' stacks, so that no participant's name can collide with it.
 ROOM_STACK_PREFIX = "ai-workshop-"
+# The room's stack keeps the Cline keys' per-minute limits it was deployed with (workshop.room_limits).
+CLINE_LIMITS_OUTPUT = "ClineLimitsPerMinute"
 ENDS_AT_ALLOWED = "an ISO 8601 time with its time zone, in the future, such as 2026-12-01T17:00:00+01:00"
 
 # Held back from every Bedrock per-minute quota before it is shared, because Bedrock counts more
@@ -451,7 +453,7 @@ def format_plan(room_plan: Plan) -> str:
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.append("(quota: the account's, in the region; what already runs there uses part of it, not counted here)")
-    lines += ["", f"Each participant's Cline key is to carry (not applied yet: `workbench workshop up` is not built) "
+    lines += ["", f"Each participant's Cline key carries, per minute (`workbench workshop up` sets it) "
                   f"({float(BEDROCK_HEADROOM):.0%} of each quota held back, the rest "
                   f"shared by {len(roster.participants)}; one Cline turn is ~{CLINE_TURN_INPUT_TOKENS:,} tokens):"]
     for share in room_plan.bedrock:

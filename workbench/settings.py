@@ -395,6 +395,13 @@ def _cline_limits(value: Any, models: tuple[Model, ...]) -> tuple[RateLimit, ...
     return tuple(limits)
 
 
+def cline_limits_value(limits: tuple[RateLimit, ...]) -> str:
+    """cline_limits_per_minute as `-c cline_limits_per_minute=...` takes it (JSON, which YAML reads)."""
+    return json.dumps({limit.model: {"tokens": limit.tokens,
+                                     **({"requests": limit.requests} if limit.requests is not None else {})}
+                       for limit in limits})
+
+
 def _per_minute(value: Any, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PER_MINUTE:
         raise SettingsError(f"{key}: {value!r} is not allowed; use a whole number per minute from 1 to "

@@ -62,6 +62,11 @@ def mark_final(ec2, workbench: str, volume_id: str) -> DataSnapshot | None:
     return DataSnapshot.from_ec2({**newest, "Tags": newest.get("Tags", []) + tags})
 
 
+def of_volume(ec2, volume_id: str) -> list[DataSnapshot]:
+    """Every snapshot of one data volume: Data Lifecycle Manager's and the one its deletion left."""
+    return [DataSnapshot.from_ec2(s) for s in _all(ec2, [{"Name": "volume-id", "Values": [volume_id]}])]
+
+
 def of_workbenches(ec2) -> list[DataSnapshot]:
     """Every data snapshot in the region: by workbench, newest first, a final one before a daily one
     of the same second."""

@@ -9,13 +9,14 @@ import pytest
 import yaml
 
 import app
-from stacks.room_stack import PARTICIPANT_TAG
 from tools.iam_policy import canonical
 from workbench import room, settings
+from workbench.handouts import PARTICIPANT_TAG
 from workbench.snapshots import WORKBENCH_TAG
 
 PARTICIPANTS = ["alice", "bob", "carol-2"]
 ENDS_AT = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
+LIMITS = '{"claude-sonnet-4-5": {"tokens": 22857, "requests": 22}, "claude-haiku-4-5": {"tokens": 571428}}'
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,9 @@ def roster_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def templates(roster_file, tmp_path_factory) -> dict[str, dict]:
-    assembly = app.create_app({"room": str(roster_file)}, outdir=str(tmp_path_factory.mktemp("cdk.out"))).synth()
+    # As `workbench workshop up` synthesizes it: every Cline key with the room's share of Bedrock.
+    context = {"room": str(roster_file), "cline_limits_per_minute": LIMITS}
+    assembly = app.create_app(context, outdir=str(tmp_path_factory.mktemp("cdk.out"))).synth()
     return {stack.stack_name: {**stack.template, "StackTags": stack.tags} for stack in assembly.stacks}
 
 
@@ -131,3 +134,14 @@ def test_a_room_whose_event_has_ended_still_synthesizes_for_its_destroy(tmp_path
     path.write_text(yaml.safe_dump({"participants": ["alice"], "ends_at": "2026-01-01T17:00:00+00:00"}))
     assert "ai-workshop-past" in [stack.stack_name for stack in
                                   app.create_app({"room": str(path)}, outdir=str(tmp_path / "out")).synth().stacks]
+
+
+def test_every_participants_box_requests_clines_key_with_the_rooms_limits_and_the_room_keeps_them(templates):
+    """The user data's deployment.env carries the limits to the key request (litellm_key_request.py);
+    the room's stack keeps them, so that a later `up` gives a latecomer the same share."""
+    assert templates["ai-workshop-june"]["Outputs"][room.CLINE_LIMITS_OUTPUT]["Value"] == json.dumps(json.loads(LIMITS))
+    for name in PARTICIPANTS:
+        (instance,) = resources(templates[f"ai-workbench-{name}"], "AWS::EC2::Instance").values()
+        user_data = json.dumps(instance["Properties"]["UserData"])
+        assert "CLINE_MODEL_TPM_LIMIT='{\\\"claude-sonnet-4-5\\\": 22857, \\\"claude-haiku-4-5\\\": 571428}'" in user_data
+        assert "CLINE_MODEL_RPM_LIMIT='{\\\"claude-sonnet-4-5\\\": 22}'" in user_data

@@ -29,10 +29,12 @@ ROOT = Path(__file__).resolve().parents[2]
 STUBS = Path(__file__).resolve().parent / "stubs"
 REGION = "us-east-1"
 # What `workbench-boot --health` prints (tests/userdata/test_boot_script.py runs it): one line per
-# check, then the idle stop's line.
+# check, then the idle stop's line and Cline's spend.
 HEALTHY_REPORT = "\n".join(f"{name} healthy" for name in (
     "langfuse-web", "langfuse-worker", "litellm", "litellm-langfuse-callback", "code-server",
-    "langfuse-llm-connection", "coding-user-setup")) + "\nidle-stop in 42 min (last use: an SSM session at 2026-11-30T05:00:00Z)\n"
+    "langfuse-llm-connection", "coding-user-setup")) + (
+    "\nidle-stop in 42 min (last use: an SSM session at 2026-11-30T05:00:00Z)"
+    "\ncline-spend 3.25 20.0 2026-12-04T08:00:00Z\n")
 
 
 @pytest.fixture
@@ -262,6 +264,8 @@ def test_status_reports_a_healthy_box_as_a_table_and_as_json(aws_env, capsys, ss
     assert code == 0 and report["healthy"] is True and report["ssm"] == "Online"
     assert report["services"]["code-server"] == "healthy" and report["instance_id"] == instance_id
     assert "idle-stop" not in report["services"] and report["idle_stop"].startswith("in 42 min")
+    assert "cline-spend" not in report["services"]
+    assert report["cline_spend"] == "USD 3.25 of 20 (resets 2026-12-04 08:00 UTC)"
 
 
 def test_status_exits_3_when_a_service_is_unhealthy_or_the_box_is_stopped(aws_env, capsys, ssm_ping, box_answers):
@@ -275,6 +279,33 @@ def test_status_exits_3_when_a_service_is_unhealthy_or_the_box_is_stopped(aws_en
     report = json.loads(out)
     assert code == cli.NOT_HEALTHY
     assert (report["instance_state"], report["ssm"], report["services"]) == ("stopped", None, {})
+
+
+def test_workshop_status_is_one_row_per_participant_and_exits_3_unless_every_box_is_healthy(
+        aws_env, capsys, ssm_ping, box_answers, tmp_path):
+    roster = tmp_path / "june.yaml"
+    roster.write_text("participants: [alice, bob, carol]\nends_at: 2026-12-01T17:00:00Z\n")
+    deploy_fake_workbench("alice")
+    bob = deploy_fake_workbench("bob")
+    answers, sent = box_answers
+    answers["--health"] = HEALTHY_REPORT
+    boto3.client("ec2", region_name=REGION).stop_instances(InstanceIds=[bob])
+    code, out, _ = run(capsys, "--region", REGION, "workshop", "status", str(roster))
+    rows = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert code == cli.NOT_HEALTHY
+    assert rows["alice"].split(None, 4)[1:] == [
+        "running", "healthy", "in", "42 min (last use: an SSM session at 2026-11-30T05:00:00Z)  "
+        "USD 3.25 of 20 (resets 2026-12-04 08:00 UTC)"]
+    assert rows["bob"].split()[1:] == ["stopped", "-", "-", "-"]
+    assert "no workbench named 'carol'" in rows["carol"]
+    assert sent == ["/usr/local/sbin/workbench-boot --health"]  # only the running box is asked
+    answers["--health"] = HEALTHY_REPORT.replace("code-server healthy", "code-server unhealthy")
+    boto3.client("ec2", region_name=REGION).start_instances(InstanceIds=[bob])
+    roster.write_text("participants: [alice, bob]\nends_at: 2026-12-01T17:00:00Z\n")
+    code, out, _ = run(capsys, "--region", REGION, "workshop", "status", str(roster))
+    assert code == cli.NOT_HEALTHY and out.count("unhealthy: code-server") == 2
+    answers["--health"] = HEALTHY_REPORT
+    assert run(capsys, "--region", REGION, "workshop", "status", str(roster))[0] == 0
 
 
 def test_status_names_what_bedrock_still_needs_per_model(aws_env, capsys, ssm_ping, box_answers, monkeypatch):
