@@ -22,7 +22,23 @@ in the emulator only — nothing here changes what real users deploy:
 - a deleted stack is described without outputs, which moto resolved again by re-creating the
   resources they name;
 - AWS::DLM::LifecyclePolicy, which moto lacks (it has no Data Lifecycle Manager), is accepted
-  and does nothing: no time passes in the emulator for a schedule to fire.
+  and does nothing: no time passes in the emulator for a schedule to fire;
+- a stack deployed through a change set (what `make deploy` and `workbench workshop up` do) imports
+  and exports values as one created directly does: moto registers exports in CreateStack only; and
+  deleting a change set that does not exist is a no-op, and describing one is CloudFormation's
+  ChangeSetNotFound, as the CDK CLI expects before it prepares an update (it deletes the name, then
+  waits until describing it says so; moto failed with a Python error, then a ValidationError);
+- an update compares the new template with the deployed one as given: moto adds an empty Properties
+  to each resource without one when it creates it (the wait condition's handle), then saw that
+  resource as changed in every update, and replaced it, and with it every instance that names it;
+- a change set without changes to an existing stack FAILED with CloudFormation's reason, as the CDK
+  CLI and `make deploy` expect (moto left it CREATE_COMPLETE, ready to execute nothing);
+- a parameter of an SSM type given UsePreviousValue keeps its previous value, the parameter's name,
+  and is resolved again, as CloudFormation does (the CDK's BootstrapVersion on every update through
+  a change set); moto passed on the resolved value and failed looking it up as a name;
+- Service Quotas answers what `workbench workshop` asks with the recorded answers the plan's tests
+  use (tests/workbench/quotas/, each saying where it comes from): moto has no ListServiceQuotas nor
+  GetAWSDefaultServiceQuota, and no applied quota of an account.
 
 Run: python -m tools.local_aws.emulator PORT
 """
@@ -31,10 +47,12 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from moto.cloudformation import custom_model, parsing
-from moto.cloudformation.models import Stack
+from moto.cloudformation.exceptions import CloudFormationError, ValidationError
+from moto.cloudformation.models import CloudFormationBackend, Stack
 from moto.cloudformation.parsing import ResourceMap
 from moto.core.common_models import CloudFormationModel
 from moto.ec2.models import ec2_backends
@@ -47,6 +65,7 @@ from moto.ec2.models.vpn_gateway import VPCGatewayAttachment
 from moto.iam.models import InlinePolicy, Role, User, iam_backends
 from moto.secretsmanager.models import secretsmanager_backends
 from moto.server import main as moto_server_main
+from moto.servicequotas.responses import ServiceQuotasResponse
 from moto.utilities.utils import get_partition
 
 
@@ -311,6 +330,134 @@ class EmulatedLifecyclePolicy(_StandIn, CloudFormationModel):
         return "AWS::DLM::LifecyclePolicy"
 
 
+# The recorded Service Quotas answers: an account whose EC2 vCPU quota was raised to 64, the
+# default 5 VPCs, and Bedrock's per-model quotas in us-east-1.
+RECORDED_QUOTAS = Path(__file__).resolve().parents[2] / "tests" / "workbench" / "quotas"
+
+
+def _recorded(operation: str) -> list[dict[str, Any]]:
+    recorded = [json.loads(path.read_text()) for path in sorted(RECORDED_QUOTAS.glob("*.json"))]
+    return [answer for answer in recorded if answer["operation"] == operation]
+
+
+def _recorded_quota(self: ServiceQuotasResponse, operation: str) -> str | tuple[int, dict, str]:
+    params = json.loads(self.body)
+    request = {"ServiceCode": params.get("ServiceCode"), "QuotaCode": params.get("QuotaCode")}
+    for answer in _recorded(operation):
+        if answer["request"] == request:
+            return json.dumps(answer["response"], default=str)
+    # Service Quotas' answer for a quota it has no value for (its API reference).
+    return 400, {}, json.dumps({"__type": "NoSuchResourceException", "message": f"no recorded {request}"})
+
+
+def _list_service_quotas(self: ServiceQuotasResponse) -> str:
+    params = json.loads(self.body)
+    request = {key: params[key] for key in ("ServiceCode", "NextToken") if params.get(key)}
+    (recorded,) = _recorded("list_service_quotas")
+    if self.region == "us-east-1":  # where it was recorded
+        for page in recorded["pages"]:
+            if page["request"] == request:
+                return json.dumps(page["response"], default=str)
+    return json.dumps({"Quotas": []})
+
+
+def _patch_service_quotas() -> None:
+    ServiceQuotasResponse.get_service_quota = lambda self: _recorded_quota(self, "get_service_quota")
+    ServiceQuotasResponse.get_aws_default_service_quota = (
+        lambda self: _recorded_quota(self, "get_aws_default_service_quota"))
+    ServiceQuotasResponse.list_service_quotas = _list_service_quotas
+
+
+class ChangeSetNotFound(CloudFormationError):
+    """DescribeChangeSet's answer for a change set that does not exist (CloudFormation API reference,
+    DescribeChangeSet, Errors: ChangeSetNotFound, HTTP 404)."""
+
+    code = "ChangeSetNotFoundException"  # the shape; moto answers its code and status from botocore's model
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"ChangeSet [{name}] does not exist")
+
+
+def _patch_change_set_exports() -> None:
+    original = CloudFormationBackend.execute_change_set
+
+    def execute_change_set(self, change_set_name: str, stack_name: str | None = None) -> None:
+        # By id, or by name (deploy.guarded_deploy's names are unique in the account).
+        change_set = self.change_sets.get(change_set_name) or next(
+            (cs for cs in self.change_sets.values() if cs.change_set_name == change_set_name), None)
+        if change_set is not None:
+            change_set.stack.cross_stack_resources = self.exports
+            change_set.stack.resource_map.cross_stack_resources = self.exports
+        original(self, change_set_name, stack_name)
+        if change_set is not None:
+            stack = change_set.stack
+            stack._parse_template()  # the change set's template, which moto sets but does not parse
+            stack.output_map = stack._create_output_map()
+            for export in stack.exports:
+                self.exports[export.name] = export
+
+    CloudFormationBackend.execute_change_set = execute_change_set
+    original_delete = CloudFormationBackend.delete_change_set
+
+    def delete_change_set(self, change_set_name: str) -> None:
+        if change_set_name in self.change_sets or any(
+                cs.change_set_name == change_set_name for cs in self.change_sets.values()):
+            original_delete(self, change_set_name)
+
+    CloudFormationBackend.delete_change_set = delete_change_set
+    original_describe = CloudFormationBackend.describe_change_set
+
+    def describe_change_set(self, change_set_name: str):
+        try:
+            return original_describe(self, change_set_name)
+        except ValidationError:
+            raise ChangeSetNotFound(change_set_name) from None
+
+    CloudFormationBackend.describe_change_set = describe_change_set
+
+
+def _previous_parameter_values(self: Stack) -> dict[str, Any]:
+    """What UsePreviousValue refers to: each parameter's value as given (or its default), which for
+    an SSM parameter type is the parameter's name, resolved anew by the update."""
+    resource_map = self.resource_map
+    values = dict(resource_map.resolved_parameters)
+    for name, slot in resource_map._template.get("Parameters", {}).items():
+        if slot.get("Type", "").startswith("AWS::SSM::Parameter::"):
+            values[name] = resource_map.input_parameters.get(name, slot.get("Default"))
+    return values
+
+
+def _patch_empty_change_sets() -> None:
+    original = CloudFormationBackend.create_change_set
+
+    def create_change_set(self, *args: Any, **kwargs: Any) -> tuple[str, str]:
+        change_set_id, stack_id = original(self, *args, **kwargs)
+        change_set = self.change_sets[change_set_id]
+        if change_set.change_set_type == "UPDATE" and not change_set.changes:
+            change_set.status, change_set.execution_status = "FAILED", "UNAVAILABLE"
+            change_set.status_reason = ("The submitted information didn't contain changes. Submit different "
+                                        "information to create a change set.")
+        return change_set_id, stack_id
+
+    CloudFormationBackend.create_change_set = create_change_set
+
+
+def _patch_resource_diff() -> None:
+    original = ResourceMap.build_resource_diff
+
+    def build_resource_diff(self, other_template: dict[str, Any], parameters: dict[str, Any] | None = None):
+        deployed = self._resource_json_map
+
+        def as_moto_keeps(name: str, resource: dict[str, Any]) -> dict[str, Any]:
+            added = deployed.get(name, {}).get("Properties") == {} and "Properties" not in resource
+            return {**resource, "Properties": {}} if added else resource
+
+        given = {name: as_moto_keeps(name, resource) for name, resource in other_template["Resources"].items()}
+        return original(self, {**other_template, "Resources": given}, parameters)
+
+    ResourceMap.build_resource_diff = build_resource_diff
+
+
 def apply_patches() -> None:
     parsing.NULL_MODELS.remove(EmulatedWaitCondition.cloudformation_type())
     parsing.get_model_map.cache_clear()
@@ -329,6 +476,11 @@ def apply_patches() -> None:
     Volume.delete = _delete_volume
     VolumeAttachment.delete = _delete_attachment
     _patch_snapshot_on_delete()
+    _patch_service_quotas()
+    _patch_change_set_exports()
+    Stack.stack_parameters = property(_previous_parameter_values)
+    _patch_resource_diff()
+    _patch_empty_change_sets()
 
 
 if __name__ == "__main__":
