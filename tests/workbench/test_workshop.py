@@ -174,3 +174,28 @@ def test_the_rooms_directory_runs_the_projects_app_with_its_feature_flags(tmp_pa
     project = json.loads((Path(workshop.ROOT) / "cdk.json").read_text())
     assert written["context"] == project["context"]
     assert written["app"].endswith(f"{workshop.ROOT / 'app.py'}") and written["output"] == "assembly"
+
+
+class RoomStackOutputs:
+    """CloudFormation's DescribeStacks for the room's stack, with the limits its first `up` kept."""
+
+    def __init__(self, kept: str | None):
+        self.kept = kept
+
+    def describe_stacks(self, StackName):
+        outputs = [] if self.kept is None else [{"OutputKey": room.CLINE_LIMITS_OUTPUT, "OutputValue": self.kept}]
+        return {"Stacks": [{"StackName": StackName, "StackStatus": "CREATE_COMPLETE", "Outputs": outputs}]}
+
+
+@pytest.mark.parametrize(("kept", "reshare", "given"), [
+    (None, False, "share"), ("first", False, "first"), ("first", True, "share"), ("share", False, "share")])
+def test_a_later_up_keeps_the_first_ups_share_unless_reshare(monkeypatch, kept, reshare, given):
+    """Another share changes every box's user data, which restarts it: a latecomer gets the first share."""
+    share = '{"claude-sonnet-4-5": {"tokens": 20000}}'
+    values = {"share": share, "first": '{"claude-sonnet-4-5": {"tokens": 22857}}', None: None}
+    monkeypatch.setattr(workshop, "limits_context", lambda shares: share)
+    target = FakeTarget()
+    target.cloudformation = RoomStackOutputs(values[kept])
+    said = []
+    assert workshop.room_limits(target, roster(), (), reshare, said.append) == values[given]
+    assert bool(said) == (kept == "first" and not reshare)  # says what it keeps and what --reshare would do
