@@ -164,10 +164,10 @@ def test_a_fresh_code_server_that_no_browser_opened_is_healthy_and_down_is_unhea
     # Nothing else runs in this namespace: every other service is reported, and unhealthy.
     assert [line.split()[0] for line in report] == [
         "langfuse-web", "langfuse-worker", "litellm", "litellm-langfuse-callback", "code-server",
-        "langfuse-llm-connection", "coding-user-setup", "idle-stop"]
+        "langfuse-llm-connection", "coding-user-setup", "idle-stop", "cline-spend"]
     assert [line for line in report if line.endswith(" healthy")] == ["code-server healthy"]
-    # No boot ran in this sandbox: no coding-user phase, no bundle (boot/idle-stop.sh).
-    assert report[-2:] == ["coding-user-setup unknown", "idle-stop unknown"]
+    # No boot ran in this sandbox: no coding-user phase, no bundle (boot/idle-stop.sh, boot/litellm-keys.sh).
+    assert report[-3:] == ["coding-user-setup unknown", "idle-stop unknown", "cline-spend unknown"]
     stop(code_server)
     assert "code-server unhealthy" in health_report(netns, tmp_path)
 
