@@ -29,6 +29,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -239,20 +240,31 @@ def verify_nothing_left(endpoint: str, stack_name: str, volume_id: str, kept_buc
     check(buckets == [], f"no bucket left but {kept_what}")
 
 
-def deploy_into(endpoint: str, stack_name: str, from_snapshot: str | None = None) -> dict[str, str]:
-    cdk(endpoint, "bootstrap", f"aws://{ACCOUNT}/{REGION}")
+@dataclass(frozen=True)
+class Deployed:
+    outputs: dict[str, str]
+    assembly: Path  # the synth it was deployed from, which its destroy reads too
+
+
+def deploy_into(endpoint: str, stack_name: str, from_snapshot: str | None = None) -> Deployed:
+    """One synth of this configuration (the CDK CLI would otherwise run the app again for each of
+    bootstrap, deploy and destroy), then bootstrap and deploy from it."""
     restore = ["--context", f"data_snapshot_id={from_snapshot}"] if from_snapshot else []
-    cdk(endpoint, "deploy", "--require-approval", "never", "--method=direct", "--outputs-file", str(OUTPUTS),
-        *restore)
-    return verify_deployed(endpoint, stack_name, from_snapshot)
+    assembly = STATE_DIR / ("cdk.out-restored" if from_snapshot else "cdk.out")
+    cdk(endpoint, "synth", "--quiet", "--output", str(assembly), *restore)
+    cdk(endpoint, "bootstrap", f"aws://{ACCOUNT}/{REGION}", "--app", str(assembly))
+    cdk(endpoint, "deploy", "--app", str(assembly), "--require-approval", "never", "--method=direct",
+        "--outputs-file", str(OUTPUTS))
+    return Deployed(verify_deployed(endpoint, stack_name, from_snapshot), assembly)
 
 
-def destroy_from(endpoint: str, stack_name: str, outputs: dict[str, str]) -> snapshots.DataSnapshot:
+def destroy_from(endpoint: str, stack_name: str, deployed: Deployed) -> snapshots.DataSnapshot:
     """What `make destroy` does (workbench/destroy.py): stop, `cdk destroy`, name the snapshot. (Its copy of
     Langfuse's media onto the data volume goes through SSM Run Command on a booted box; none boots here.)"""
     ec2 = clients(endpoint)("ec2")
+    outputs = deployed.outputs
     stop_for_snapshot(ec2, outputs[contract.INSTANCE_ID])
-    cdk(endpoint, "destroy", "--force")
+    cdk(endpoint, "destroy", "--app", str(deployed.assembly), "--force")
     volume_id = outputs[contract.DATA_VOLUME_ID]
     snapshot = snapshots.mark_final(ec2, workbench_settings.load().name, volume_id)
     verify_destroyed(endpoint, stack_name, volume_id, snapshot)
@@ -264,7 +276,7 @@ def deploy() -> None:
     stack_name = workbench_settings.load().stack_name
     started = time.monotonic()
     with context_file_untouched(), emulator() as endpoint:
-        outputs = deploy_into(endpoint, stack_name)
+        outputs = deploy_into(endpoint, stack_name).outputs
     DEPLOYED_MARKER.touch()
     print(f"\nDeployed {stack_name} into the local emulator in {time.monotonic() - started:.0f} s. Outputs:")
     for key, value in sorted(outputs.items()):
