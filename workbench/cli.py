@@ -264,30 +264,28 @@ def parser() -> argparse.ArgumentParser:
     workshop_commands.add_parser(
         "plan", help="the account's quotas against the room's needs, each participant's Bedrock share, the cost; "
                      f"exit {NO_GO} on a no-go").add_argument("roster", help="the roster file (YAML)")
-    workshop_status = workshop_commands.add_parser(
-        "status", help=f"each participant's box: state, health, idle stop, Cline's spend; exit {NOT_HEALTHY} "
-                       "unless every box is healthy")
-    workshop_status.add_argument("roster", help="the roster file (YAML)")
-    workshop_status.add_argument("--parallel", type=whole_number(1, 16), default=DEFAULT_PARALLEL,
-                                 help=f"boxes asked at once (default {DEFAULT_PARALLEL})")
-    workshop_handouts = workshop_commands.add_parser(
-        "handouts", help="one file per participant and language (en, ja): their AWS profile, how to connect")
-    workshop_handouts.add_argument("roster", help="the roster file (YAML)")
-    workshop_handouts.add_argument("--out", required=True, help="a new directory, or one only you can read")
-    parallel_help = f"deploys at once (default {DEFAULT_PARALLEL})"
-    workshop_up = workshop_commands.add_parser(
-        "up", help="deploy the room's network and access and each participant's workbench; run again to converge")
-    workshop_up.add_argument("roster", help="the roster file (YAML)")
-    workshop_up.add_argument("--parallel", type=whole_number(1, 16), default=DEFAULT_PARALLEL, help=parallel_help)
+    def room_command(name: str, help_text: str, parallel_help: str | None = None) -> argparse.ArgumentParser:
+        sub = workshop_commands.add_parser(name, help=help_text)
+        sub.add_argument("roster", help="the roster file (YAML)")
+        if parallel_help:
+            sub.add_argument("--parallel", type=whole_number(1, 16), default=DEFAULT_PARALLEL,
+                             help=f"{parallel_help} at once (default {DEFAULT_PARALLEL})")
+        return sub
+
+    room_command("status", f"each participant's box: state, health, idle stop, Cline's spend; exit {NOT_HEALTHY} "
+                           "unless every box is healthy", "boxes asked")
+    room_command("handouts", "one file per participant and language (en, ja): their AWS profile, how to connect"
+                 ).add_argument("--out", required=True, help="a new directory, or one only you can read")
+    workshop_up = room_command(
+        "up", "deploy the room's network and access and each participant's workbench; run again to converge",
+        "deploys")
     workshop_up.add_argument("--despite-quotas", action="store_true",
                              help="deploy even though the plan says the quotas cannot hold the room")
     workshop_up.add_argument("--reshare", action="store_true",
                              help="give every Cline key this roster's share of Bedrock instead of the first up's "
                                   "(restarts every box)")
-    workshop_down = workshop_commands.add_parser(
-        "down", help="destroy every participant's workbench, then the room's stack (revoking every access key)")
-    workshop_down.add_argument("roster", help="the roster file (YAML)")
-    workshop_down.add_argument("--parallel", type=whole_number(1, 16), default=DEFAULT_PARALLEL, help=parallel_help)
+    workshop_down = room_command(
+        "down", "destroy every participant's workbench, then the room's stack (revoking every access key)", "deploys")
     workshop_down.add_argument("--keep-data", action="store_true",
                                help="keep a snapshot of each participant's data volume (default: delete them)")
     return top
