@@ -14,7 +14,6 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from stacks.nag import acknowledge
-from workbench.settings import Settings
 
 # The device name in the attachment. On Nitro instances the volume appears as an NVMe device
 # whose serial is its volume id; the boot finds it by that (see phase_data_volume).
@@ -26,24 +25,27 @@ SNAPSHOT_TIME_UTC = "03:00"
 
 
 class DataVolume(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings,
-                 subnet: ec2.ISubnet) -> None:
+    """`name` tags the volume (and with it its snapshots) for Data Lifecycle Manager and `workbench list`:
+    a workbench's name, or a team gateway's ClickHouse (stacks/team/clickhouse.py)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, name: str, size_gib: int, subnet: ec2.ISubnet,
+                 snapshot_id: str | None = None, retention_days: int) -> None:
         super().__init__(scope, construct_id)
         self.volume = ec2.Volume(
             self,
             "Volume",
             availability_zone=subnet.availability_zone,
-            size=Size.gibibytes(settings.data_volume_gib),
-            snapshot_id=settings.data_snapshot_id,
+            size=Size.gibibytes(size_gib),
+            snapshot_id=snapshot_id,
             volume_type=ec2.EbsDeviceVolumeType.GP3,
             encrypted=True,
             # DeletionPolicy and UpdateReplacePolicy Snapshot: `cdk destroy` (and a replacement)
             # leaves a snapshot of the data instead of deleting it.
             removal_policy=RemovalPolicy.SNAPSHOT,
         )
-        Tags.of(self.volume).add(DATA_TAG, settings.name)
-        if settings.snapshot_retention_days:
-            self._daily_snapshots(settings)
+        Tags.of(self.volume).add(DATA_TAG, name)
+        if retention_days:
+            self._daily_snapshots(name, retention_days)
 
     @property
     def volume_id(self) -> str:
@@ -53,12 +55,12 @@ class DataVolume(Construct):
         ec2.CfnVolumeAttachment(self, "Attachment", device=DATA_DEVICE, instance_id=instance.instance_id,
                                 volume_id=self.volume.volume_id)
 
-    def _daily_snapshots(self, settings: Settings) -> None:
+    def _daily_snapshots(self, name: str, retention_days: int) -> None:
         role = iam.Role(
             self,
             "SnapshotRole",
             assumed_by=iam.ServicePrincipal("dlm.amazonaws.com"),
-            description=f"AI Coding Workbench {settings.name}: Data Lifecycle Manager snapshots the data volume",
+            description=f"AI Coding Workbench {name}: Data Lifecycle Manager snapshots the data volume",
             managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name(
                 "service-role/AWSDataLifecycleManagerServiceRole")],
         )
@@ -83,19 +85,19 @@ class DataVolume(Construct):
         dlm.CfnLifecyclePolicy(
             self,
             "DailySnapshots",
-            description=f"AI Coding Workbench {settings.name} daily data volume snapshots",
+            description=f"AI Coding Workbench {name} daily data volume snapshots",
             state="ENABLED",
             execution_role_arn=role.role_arn,
             policy_details=dlm.CfnLifecyclePolicy.PolicyDetailsProperty(
                 policy_type="EBS_SNAPSHOT_MANAGEMENT",
                 resource_types=["VOLUME"],
-                target_tags=[CfnTag(key=DATA_TAG, value=settings.name)],
+                target_tags=[CfnTag(key=DATA_TAG, value=name)],
                 schedules=[dlm.CfnLifecyclePolicy.ScheduleProperty(
                     name="daily",
                     copy_tags=True,
                     create_rule=dlm.CfnLifecyclePolicy.CreateRuleProperty(
                         interval=24, interval_unit="HOURS", times=[SNAPSHOT_TIME_UTC]),
-                    retain_rule=dlm.CfnLifecyclePolicy.RetainRuleProperty(count=settings.snapshot_retention_days),
+                    retain_rule=dlm.CfnLifecyclePolicy.RetainRuleProperty(count=retention_days),
                 )],
             ),
         )

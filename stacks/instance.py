@@ -31,7 +31,7 @@ class WorkbenchInstance(Construct):
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
             description=f"AI Coding Workbench {settings.name} instance: root's boot, secret and SSM agent",
         )
-        for statement in _session_channel_statements():
+        for statement in session_channel_statements():
             self.role.add_to_policy(statement)
         acknowledge(
             self.role,
@@ -50,7 +50,7 @@ class WorkbenchInstance(Construct):
             assumed_by=iam.ArnPrincipal(self.role.role_arn),
             description=f"AI Coding Workbench {settings.name} containers: Bedrock models and the blob bucket",
         )
-        self.services_role.add_to_policy(_bedrock_statement(settings))
+        self.services_role.add_to_policy(bedrock_statement(settings))
         self.services_role.grant_assume_role(self.role)
 
     def launch(self, *, network: Network, user_data: ec2.UserData) -> ec2.Instance:
@@ -135,7 +135,7 @@ def _machine_image(settings: Settings, *, pin: bool) -> ec2.IMachineImage:
     )
 
 
-def _session_channel_statements() -> list[iam.PolicyStatement]:
+def session_channel_statements() -> list[iam.PolicyStatement]:
     """What the SSM agent needs for Session Manager (port forwarding) and Run Command.
 
     From AWS's "Reference: ec2messages, ssmmessages, and other API operations" (Systems Manager
@@ -162,7 +162,7 @@ def _session_channel_statements() -> list[iam.PolicyStatement]:
     ]
 
 
-def _bedrock_statement(settings: Settings) -> iam.PolicyStatement:
+def bedrock_statement(settings: Settings) -> iam.PolicyStatement:
     resources: set[str] = set()
     for model in settings.models:
         resources.update(bedrock.foundation_model_arns(model, partition=Aws.PARTITION))

@@ -69,8 +69,9 @@ def boot_user_data(deployment: dict[str, str]) -> ec2.UserData:
     return user_data
 
 
-def compressed_boot_script() -> str:
-    """userdata/boot.sh, gzipped (with a fixed timestamp, so synth is repeatable) and base64-encoded."""
-    packed = gzip.compress(BOOT_SCRIPT.read_bytes(), mtime=0)
+def compressed_boot_script(script: Path = BOOT_SCRIPT) -> str:
+    """A boot script (userdata/boot.sh by default), gzipped (with a fixed timestamp, so synth is repeatable)
+    and base64-encoded."""
+    packed = gzip.compress(script.read_bytes(), mtime=0)
     encoded = base64.b64encode(packed).decode()
     return "\n".join(encoded[i:i + 76] for i in range(0, len(encoded), 76))

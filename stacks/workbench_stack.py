@@ -33,7 +33,8 @@ class WorkbenchStack(Stack):
         network = Network(self, "Network", settings=settings, vpc=vpc)
         secrets = WorkbenchSecrets(self, "Secrets", settings=settings)
         storage = LangfuseBlobStorage(self, "BlobStorage")
-        data = DataVolume(self, "Data", settings=settings, subnet=network.subnet)
+        data = DataVolume(self, "Data", name=settings.name, size_gib=settings.data_volume_gib, subnet=network.subnet,
+                          snapshot_id=settings.data_snapshot_id, retention_days=settings.snapshot_retention_days)
         instance = WorkbenchInstance(self, "Workbench", settings=settings)
         boot = BootPackage(self, "Boot", settings=settings, secrets=secrets, storage=storage, data=data,
                            services_role=instance.services_role)
