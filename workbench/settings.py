@@ -79,7 +79,7 @@ TOP_LEVEL_KEYS = (
     "name", "instance_type", "root_volume_gib", "data_volume_gib", "data_snapshot_id", "snapshot_retention_days",
     "vpc", "bedrock_region",
     "models", "langfuse_admin_email", "cline_model", "cline_budget_usd_per_day", "cline_limits_per_minute",
-    "idle_stop_minutes", "versions",
+    "idle_stop_minutes", "versions", "team",
 )
 MODEL_KEYS = ("name", "model_id", "region", "context_window", "max_output_tokens", "prompt_caching",
               "usd_per_million_tokens")
@@ -135,6 +135,33 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class TaskCount:
+    """How many ECS tasks a service runs: never fewer than `minimum`, scaled up to `maximum` on load."""
+
+    minimum: int
+    maximum: int
+
+
+@dataclass(frozen=True)
+class TeamSettings:
+    """The team gateway (stacks/team_gateway_stack.py): one LiteLLM and one Langfuse for a team."""
+
+    name: str
+    litellm_tasks: TaskCount
+    langfuse_web_tasks: TaskCount
+    langfuse_worker_tasks: TaskCount
+    database_min_acu: float  # Aurora Serverless v2 capacity units; 0 pauses the database when idle
+    database_max_acu: float
+    cache_node_type: str
+    clickhouse_instance_type: str
+    clickhouse_volume_gib: int
+
+    @property
+    def stack_name(self) -> str:
+        return team_stack_name_for(self.name)
+
+
+@dataclass(frozen=True)
 class Versions:
     langfuse: str
     litellm: str
@@ -169,6 +196,7 @@ class Settings:
     versions: Versions
     shape: instance_types.InstanceShape = field(compare=False)
     cline_limits_per_minute: tuple[RateLimit, ...] = ()  # empty: only the daily budget
+    team: TeamSettings | None = None  # None: no team gateway in this settings file
 
     @property
     def stack_name(self) -> str:
@@ -197,6 +225,10 @@ class Settings:
 
 def stack_name_for(workbench_name: str) -> str:
     return f"ai-workbench-{workbench_name}"
+
+
+def team_stack_name_for(team_name: str) -> str:
+    return f"ai-workbench-team-{team_name}"
 
 
 def load(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
@@ -259,7 +291,87 @@ def parse(raw: Mapping[str, Any]) -> Settings:
         idle_stop_minutes=_idle_stop(_required(raw, "idle_stop_minutes")),
         versions=_versions(_required(raw, "versions")),
         shape=shape,
+        team=_team(raw.get("team")),
     )
+
+
+TEAM_KEYS = ("name", "litellm_tasks", "langfuse_web_tasks", "langfuse_worker_tasks", "database_acu",
+             "cache_node_type", "clickhouse_instance_type", "clickhouse_volume_gib")
+# At least two of each service that serves requests, so that one task (or one zone) can go.
+MIN_SERVING_TASKS = 2
+MAX_TASKS = 50
+# Aurora Serverless v2: 0 (paused when idle, from Aurora PostgreSQL 13.15, 14.12, 15.7, 16.3) or 0.5-256.
+MAX_ACU = 256
+CACHE_NODE_PATTERN = re.compile(r"^cache\.[a-z0-9]+\.[a-z0-9]+$")
+# ClickHouse's own guidance for a small production server (Langfuse: 'at least 2 CPUs and 8 GiB').
+MIN_CLICKHOUSE_VCPUS = 2
+MIN_CLICKHOUSE_MEMORY_GIB = 8
+
+
+def _team(value: Any) -> TeamSettings | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise SettingsError(f"team: {value!r} is not a group of settings; see workbench.yaml's team section")
+    _reject_unknown(value, TEAM_KEYS, "setting in team:")
+    name = _required_in(value, "name", "team")
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise SettingsError(f"team.name: {name!r} is not allowed; use 1-24 lowercase letters, digits or hyphens, "
+                            "starting with a letter (it becomes part of the stack name)")
+    acu = _required_in(value, "database_acu", "team")
+    if not isinstance(acu, dict) or set(acu) != {"min", "max"}:
+        raise SettingsError(f"team.database_acu: {acu!r} is not allowed; use {{min: 0.5, max: 8}}")
+    low, high = (_acu(acu[key], f"team.database_acu.{key}") for key in ("min", "max"))
+    if high < max(low, 1):
+        raise SettingsError(f"team.database_acu.max: {high:g} is below min ({low:g}) or 1; use a maximum of at "
+                            f"least 1 and at least the minimum, up to {MAX_ACU}")
+    node_type = _required_in(value, "cache_node_type", "team")
+    if not isinstance(node_type, str) or not CACHE_NODE_PATTERN.fullmatch(node_type):
+        raise SettingsError(f"team.cache_node_type: {node_type!r} is not an ElastiCache node type such as "
+                            "cache.t4g.small")
+    instance_type = _required_in(value, "clickhouse_instance_type", "team")
+    shape = _instance_shape_for("team.clickhouse_instance_type", instance_type)
+    if shape.vcpus < MIN_CLICKHOUSE_VCPUS or shape.memory_gib < MIN_CLICKHOUSE_MEMORY_GIB:
+        raise SettingsError(
+            f"team.clickhouse_instance_type: {instance_type!r} has {shape.vcpus} vCPU and {shape.memory_gib} GiB; "
+            f"ClickHouse for Langfuse needs at least {MIN_CLICKHOUSE_VCPUS} vCPU and {MIN_CLICKHOUSE_MEMORY_GIB} GiB, "
+            "e.g. m7g.large")
+    return TeamSettings(
+        name=name,
+        litellm_tasks=_task_count(_required_in(value, "litellm_tasks", "team"), "team.litellm_tasks",
+                                  MIN_SERVING_TASKS),
+        langfuse_web_tasks=_task_count(_required_in(value, "langfuse_web_tasks", "team"),
+                                       "team.langfuse_web_tasks", MIN_SERVING_TASKS),
+        langfuse_worker_tasks=_task_count(_required_in(value, "langfuse_worker_tasks", "team"),
+                                          "team.langfuse_worker_tasks", 1),
+        database_min_acu=low,
+        database_max_acu=high,
+        cache_node_type=node_type,
+        clickhouse_instance_type=instance_type,
+        clickhouse_volume_gib=_volume_size(_required_in(value, "clickhouse_volume_gib", "team"),
+                                           "team.clickhouse_volume_gib", MIN_DATA_VOLUME_GIB, MAX_DATA_VOLUME_GIB,
+                                           "Langfuse's traces, observations and scores"),
+    )
+
+
+def _task_count(value: Any, key: str, least: int) -> TaskCount:
+    allowed = f"{{min: N, max: N}} with {least} <= min <= max <= {MAX_TASKS}"
+    if not isinstance(value, dict) or set(value) != {"min", "max"}:
+        raise SettingsError(f"{key}: {value!r} is not allowed; use {allowed}")
+    low, high = value["min"], value["max"]
+    if any(isinstance(n, bool) or not isinstance(n, int) for n in (low, high)) or not least <= low <= high <= MAX_TASKS:
+        raise SettingsError(f"{key}: {value!r} is not allowed; use {allowed}"
+                            + (f" (fewer than {least} would stop serving when one task or zone goes)"
+                               if isinstance(low, int) and low < least else ""))
+    return TaskCount(low, high)
+
+
+def _acu(value: Any, key: str) -> float:
+    allowed = f"0 (pause when idle), or 0.5 to {MAX_ACU} in steps of 0.5"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            value == 0 or 0.5 <= value <= MAX_ACU) or (value * 2) % 1:
+        raise SettingsError(f"{key}: {value!r} is not allowed; use {allowed}")
+    return float(value)
 
 
 def _reject_unknown(raw: Mapping[str, Any], allowed: tuple[str, ...], what: str) -> None:
@@ -283,13 +395,17 @@ def _name(value: Any) -> str:
     return value
 
 
-def _instance_shape(value: Any) -> instance_types.InstanceShape:
+def _instance_shape_for(key: str, value: Any) -> instance_types.InstanceShape:
     if not isinstance(value, str):
-        raise SettingsError(f"instance_type: {value!r} is not an instance type name such as m7g.xlarge")
+        raise SettingsError(f"{key}: {value!r} is not an instance type name such as m7g.xlarge")
     try:
-        shape = instance_types.describe(value)
+        return instance_types.describe(value)
     except ValueError as error:
-        raise SettingsError(f"instance_type: {value!r}: {error}") from error
+        raise SettingsError(f"{key}: {value!r}: {error}") from error
+
+
+def _instance_shape(value: Any) -> instance_types.InstanceShape:
+    shape = _instance_shape_for("instance_type", value)
     if shape.vcpus < MIN_VCPUS or shape.memory_gib < MIN_MEMORY_GIB:
         raise SettingsError(
             f"instance_type: {value!r} has {shape.vcpus} vCPU and {shape.memory_gib} GiB; "
