@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KEY_REQUEST = ROOT / "assets" / "boot" / "litellm_key_request.py"
 STORED_KEY_AUTH = ROOT / "tests" / "assets" / "litellm_stored_key.py"
 KEY_BUDGET_AUTH = ROOT / "tests" / "assets" / "litellm_key_budget.py"  # wraps the one above
+CACHED_KEY_AUTH = ROOT / "tests" / "assets" / "litellm_cached_key.py"  # wraps the one above
 # How long the proxy may take to answer its liveliness check after it starts (startup_turn).
 STARTUP_SECONDS = 240
 STARTUP_LOCK = Path(tempfile.gettempdir()) / "ai-workbench-litellm-startup.lock"
@@ -191,18 +192,20 @@ def key_request(alias: str, user_id: str, key: str, environment: Mapping[str, st
                                      capture_output=True, text=True, check=True, env=dict(environment)).stdout)
 
 
-def stored_keys(workdir: Path, config: dict, keys: list[dict]) -> dict[str, str]:
+def stored_keys(workdir: Path, config: dict, keys: list[dict], cached: bool = False) -> dict[str, str]:
     """Serve `keys` (bodies of key_request, optionally with the row's "spend") as LiteLLM's key table.
 
     The table needs Postgres, which cannot run offline: the keys are read from a file instead
     (tests/assets/litellm_stored_key.py) and every check after the lookup is LiteLLM's own, the
     daily budget included (tests/assets/litellm_key_budget.py). Changes `config` (written by
     running_proxy into `workdir`, where the proxy finds the two modules) and returns the
-    environment change that names the file.
+    environment change that names the file. `cached`: rows are read only on a miss of LiteLLM's own
+    key cache, as from its database, and can be revoked through it (tests/assets/litellm_cached_key.py).
     """
-    for module in (STORED_KEY_AUTH, KEY_BUDGET_AUTH):
+    for module in (STORED_KEY_AUTH, KEY_BUDGET_AUTH, *([CACHED_KEY_AUTH] if cached else [])):
         shutil.copyfile(module, workdir / module.name)
-    config["general_settings"]["custom_auth"] = f"{KEY_BUDGET_AUTH.stem}.user_api_key_auth"
+    auth = CACHED_KEY_AUTH if cached else KEY_BUDGET_AUTH
+    config["general_settings"]["custom_auth"] = f"{auth.stem}.user_api_key_auth"
     config["general_settings"]["custom_auth_run_common_checks"] = True
     config["litellm_settings"]["enable_post_custom_auth_checks"] = True
     stored = workdir / "stored-keys.json"
@@ -294,14 +297,16 @@ def wait_until_live(process: subprocess.Popen, port: int, log_path: Path) -> Non
 
 
 @contextmanager
-def running_proxy(workdir: Path, tree: Path, config: dict,
-                  env_changes: Mapping[str, str] | None = None) -> Iterator[Proxy]:
-    """The real proxy on a free local port, with the fakes it calls; stopped with SIGINT (flushes spans)."""
+def running_proxy(workdir: Path, tree: Path, config: dict, env_changes: Mapping[str, str] | None = None,
+                  bedrock: ThreadingHTTPServer | None = None) -> Iterator[Proxy]:
+    """The real proxy on a free local port, with the fakes it calls; stopped with SIGINT (flushes spans).
+    `bedrock`: a fake Bedrock (serve()) that several proxies share, left running; else one of its own."""
     import yaml
 
     if not LITELLM.exists():
         raise GatewayError(f"{LITELLM} missing: install requirements-dev.txt")
-    bedrock, langfuse = serve(), serve()
+    own_bedrock = bedrock is None
+    bedrock, langfuse = bedrock or serve(), serve()
     for model in config["model_list"]:  # the only change to the shipped config: where Bedrock is
         model["litellm_params"]["aws_bedrock_runtime_endpoint"] = f"http://127.0.0.1:{bedrock.server_port}"
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
@@ -332,5 +337,6 @@ def running_proxy(workdir: Path, tree: Path, config: dict,
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
-            bedrock.shutdown()
+            if own_bedrock:
+                bedrock.shutdown()
             langfuse.shutdown()

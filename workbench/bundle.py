@@ -40,6 +40,7 @@ class SynthTemplate(string.Template):
 
 
 LAPTOP_ONLY = "local"
+TEAM_ONLY = "team"  # the team gateway's overlay and functions (workbench/services.py, stacks/team)
 
 
 def render(settings: Settings, out_dir: Path) -> Path:
@@ -49,8 +50,9 @@ def render(settings: Settings, out_dir: Path) -> Path:
     values = vars(settings.versions)
     for source in sorted(ASSETS.rglob("*")):
         parts = source.relative_to(ASSETS).parts
-        # assets/local is the laptop's overlay (workbench/local.py), never the box's.
-        if source.is_dir() or BYTE_CODE_CACHE in parts or parts[0] == LAPTOP_ONLY:
+        # assets/local is the laptop's overlay (workbench/local.py), assets/team the team gateway's;
+        # neither is the box's.
+        if source.is_dir() or BYTE_CODE_CACHE in parts or parts[0] in (LAPTOP_ONLY, TEAM_ONLY):
             continue
         target = out_dir / source.relative_to(ASSETS)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +118,64 @@ def model_limits(info: ModelInfo) -> dict:
 
 
 def litellm_config(settings: Settings) -> str:
+    """The box's LiteLLM config: one proxy, its limits, spend and key cache in its own memory."""
+    return LITELLM_CONFIG_HEADER + yaml.safe_dump(litellm_config_dict(settings), sort_keys=False)
+
+
+def team_litellm_config(settings: Settings) -> str:
+    """The team gateway's LiteLLM config: the box's, plus one Redis that every task (process) of the
+    gateway shares, so that a key's rpm/tpm limits, its budget's spend counter and the eviction of a
+    revoked key hold across all of them. Where the Redis is and its password come from the task's
+    environment (LITELLM_REDIS_HOST, LITELLM_REDIS_PORT, LITELLM_REDIS_PASSWORD, and LITELLM_REDIS_SSL
+    "true" for ElastiCache's in-transit encryption), never from this file. Not REDIS_*: LiteLLM also
+    reads those by itself, to build a Redis the config did not ask for (litellm/_redis.py
+    _redis_kwargs_from_environment). tests/assets/test_litellm_shared_limits.py runs two proxies
+    with it against a real Redis.
+
+    What LiteLLM 1.108.7 reads (paths under litellm/ in the installed package):
+    - general_settings.coordination_redis: built into the proxy's "coordination" Redis before any
+      cache (proxy/proxy_server.py:5974 _init_coordination_redis; fields proxy/_types.py:2347
+      CoordinationRedisParams; `os.environ/` values resolved at proxy_server.py:4966). It is
+      attached to the key's spend counters (proxy_server.py:5031 _attach_redis_usage_cache:
+      spend_counter_cache, which increment_spend_counter_cache, proxy_server.py:4028, INCRBYFLOATs
+      in Redis and the budget check reads back), published as redis_usage_cache
+      (proxy_server.py:6395), which the rate limiter counts in (proxy/utils.py:1760
+      ProxyLogging.startup_event -> internal_usage_cache; proxy/hooks/parallel_request_limiter_v3.py
+      runs its window counters as Lua scripts in that Redis) and over which a key's eviction is
+      broadcast to every process (proxy/common_utils/auth_cache_invalidation_pubsub.py,
+      publish_auth_cache_invalidation, called by /key/block and /key/update through
+      proxy/auth/auth_checks.py:3327 delete_cache_key_object; each process subscribes at
+      proxy_server.py:10996, in the background jobs that start only with a database, line 1661).
+      Not litellm_settings.cache: that also turns on response caching (proxy_server.py:6421 ->
+      init_cache, Cache(**cache_params)): a stored answer for a repeated request instead of a
+      call to Bedrock is not the box's behaviour. LiteLLM only borrows the response cache's Redis
+      for coordination when no coordination_redis is given (proxy_server.py:6089).
+    - general_settings.user_api_key_cache_ttl (proxy_server.py:6846): how long a process serves a
+      key's row from its own memory (default 60 s, proxy_server.py:2081). /key/delete in 1.108.7
+      evicts the key in the process that served it and in Redis but broadcasts nothing for the key
+      itself (proxy/management_endpoints/key_management_endpoints.py:5372), so on the other tasks
+      a deleted key works until this TTL ends: it is the bound on revocation by delete.
+    Left out: litellm_settings.enable_redis_auth_cache (proxy_server.py:5055) only shares the
+    cached key rows to save database reads; eviction across processes works without it.
+    general_settings.use_redis_transaction_buffer batches the database's spend writes through
+    Redis (proxy/db/db_transaction_queue/redis_update_buffer.py:170); it needs the database, which
+    no test here can run.
+    """
+    config = litellm_config_dict(settings)
+    config["general_settings"]["coordination_redis"] = {
+        "host": "os.environ/LITELLM_REDIS_HOST", "port": "os.environ/LITELLM_REDIS_PORT",
+        "password": "os.environ/LITELLM_REDIS_PASSWORD", "ssl": "os.environ/LITELLM_REDIS_SSL",
+    }
+    config["general_settings"]["user_api_key_cache_ttl"] = TEAM_KEY_CACHE_SECONDS
+    return LITELLM_CONFIG_HEADER + yaml.safe_dump(config, sort_keys=False)
+
+
+# How long a team gateway task may keep admitting a key deleted through another task (see above).
+TEAM_KEY_CACHE_SECONDS = 10
+LITELLM_CONFIG_HEADER = "# Generated from workbench.yaml by workbench/bundle.py; edit the settings, not this file.\n"
+
+
+def litellm_config_dict(settings: Settings) -> dict:
     config = {
         "model_list": [model_entry(model) for model in settings.models],
         "litellm_settings": {
@@ -131,8 +191,7 @@ def litellm_config(settings: Settings) -> str:
             "missing_session_id": "omit",
         },
     }
-    header = "# Generated from workbench.yaml by workbench/bundle.py; edit the settings, not this file.\n"
-    return header + yaml.safe_dump(config, sort_keys=False)
+    return config
 
 
 if __name__ == "__main__":
