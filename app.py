@@ -5,7 +5,9 @@ One stack class, two synthesizers: CDK's default for `make deploy` (a bootstrapp
 the Workshop Studio one (stacks/synthesizers.py) for a template that deploys without the CDK:
 Workshop Studio, or `make package` and the CloudFormation console (workbench/workshop_studio.py).
 With `-c room=ROSTER`, a workshop room in one account: the room's stack (stacks/room_stack.py) and
-one workbench stack per participant in its network (workbench/room.py reads the roster).
+one workbench stack per participant in its network (workbench/room.py reads the roster). With
+`-c target=team-gateway`, the team gateway of the settings' `team:` section
+(stacks/team_gateway_stack.py) instead of a workbench.
 """
 
 import json
@@ -20,9 +22,11 @@ from cdk_nag import AwsSolutionsChecks
 
 from stacks.room_stack import RoomStack
 from stacks.synthesizers import WorkshopStudioSynthesizer
+from stacks.team_gateway_stack import TeamGatewayStack
 from stacks.workbench_stack import WorkbenchStack
 from workbench import room
 from workbench import settings as workbench_settings
+from workbench.team_contract import TARGET_CONTEXT, TEAM_GATEWAY_TARGET
 
 PROJECT_CONTEXT = Path(__file__).resolve().parent / "cdk.json"
 
@@ -41,9 +45,12 @@ def create_app(
     app = cdk.App(context={**feature_flags(), **(context or {})}, outdir=outdir)
     all_context = dict(app.node.get_all_context())
     roster_file = all_context.pop(room.ROOM_CONTEXT, None)
+    target = all_context.pop(TARGET_CONTEXT, None)
     overrides = workbench_settings.context_overrides(all_context)
     settings = workbench_settings.load(overrides=overrides)
-    if roster_file is not None:
+    if target is not None:
+        _team_gateway(app, target, settings, roster_file, workshop_studio, account, region)
+    elif roster_file is not None:
         if workshop_studio:
             raise workbench_settings.SettingsError(
                 f"{room.ROOM_CONTEXT}: {roster_file!r} is a workshop room in one account, several stacks; a Workshop "
@@ -65,6 +72,22 @@ def create_app(
         WorkbenchStack(app, settings, env=env)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app
+
+
+def _team_gateway(app: cdk.App, target: str, settings: workbench_settings.Settings, roster_file: str | None,
+                  workshop_studio: bool, account: str | None, region: str | None) -> None:
+    if target != TEAM_GATEWAY_TARGET:
+        raise workbench_settings.SettingsError(
+            f"{TARGET_CONTEXT}: {target!r} is not allowed; use {TEAM_GATEWAY_TARGET}, or leave it out for a workbench")
+    if roster_file is not None or workshop_studio:
+        raise workbench_settings.SettingsError(
+            f"{TARGET_CONTEXT}: {target} is a stack of its own; it cannot be part of a workshop room or a Workshop "
+            "Studio template")
+    if settings.team is None:
+        raise workbench_settings.SettingsError(
+            f"team: missing; {TARGET_CONTEXT}={target} needs the settings file's team section (see workbench.yaml)")
+    env = cdk.Environment(account=account, region=region) if account and region else None
+    TeamGatewayStack(app, settings, settings.team, env=env)
 
 
 def _room(app: cdk.App, roster_file: Path, settings: workbench_settings.Settings, overrides: Mapping[str, Any],

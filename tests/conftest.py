@@ -10,11 +10,12 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import pytest
 from aws_cdk.assertions import Template
 
+import app as cdk_app
 from tests.helpers import template_of
 
 # Session fixtures that cost enough to run on one worker only, with every test that uses them
 # (the default synthesis: 37 s on this project's 2-CPU machine under load, on each worker building it).
-SHARED_SESSION_FIXTURES = {"default_template"}
+SHARED_SESSION_FIXTURES = {"default_template", "team_json"}
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +26,15 @@ def default_template() -> Template:
 @pytest.fixture(scope="session")
 def default_json(default_template) -> dict:
     return default_template.to_json()
+
+
+@pytest.fixture(scope="session")
+def team_json(tmp_path_factory) -> dict:
+    """The default team gateway (app.py -c target=team-gateway), synthesized once."""
+    assembly = cdk_app.create_app({cdk_app.TARGET_CONTEXT: cdk_app.TEAM_GATEWAY_TARGET},
+                                  outdir=str(tmp_path_factory.mktemp("team-cdk.out"))).synth()
+    (stack,) = assembly.stacks
+    return stack.template
 
 
 def pytest_addoption(parser):

@@ -1,5 +1,6 @@
 """checkov's CloudFormation checks on the synthesized templates: every finding fixed or acknowledged.
-The default workbench's, and a workshop room's: the room's own stack and a participant's workbench."""
+The default workbench's, a workshop room's (the room's own stack and a participant's workbench), and
+the team gateway's."""
 
 import json
 import subprocess
@@ -24,12 +25,14 @@ def room_templates(directory: Path) -> dict[str, dict]:
     return {stack.stack_name: stack.template for stack in assembly.stacks}
 
 
-@pytest.fixture(scope="module", params=["default", "ai-workshop-checked", "ai-workbench-alice"])
+@pytest.fixture(scope="module", params=["default", "ai-workshop-checked", "ai-workbench-alice", "team"])
 def report(request, tmp_path_factory) -> dict:
     assert CHECKOV.exists(), "checkov is missing: run `make test-install`"
     directory = tmp_path_factory.mktemp("checkov")
-    checked = (request.getfixturevalue("default_json") if request.param == "default"
-               else room_templates(directory)[request.param])
+    if request.param in ("default", "team"):
+        checked = request.getfixturevalue(f"{request.param}_json")
+    else:
+        checked = room_templates(directory)[request.param]
     template = directory / "workbench.template.json"
     template.write_text(json.dumps(checked))
     result = subprocess.run(
