@@ -15,7 +15,7 @@ TEST_COMMANDS := redis-server:redis-server redis-cli:redis-tools pg_isready:post
 PROGRAMS := tests/programs
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help install system-packages test-install lint bench-gateway deploy destroy synth render test deploy-local destroy-local workshop-studio workshop-up workshop-down package clean
+.PHONY: help install system-packages test-install lint bench-gateway deploy destroy deploy-team destroy-team synth render test deploy-local destroy-local workshop-studio workshop-up workshop-down package clean
 
 help:
 	@echo "make deploy         deploy to the AWS account of your current credentials"
@@ -82,6 +82,13 @@ deploy: install
 # Stops the box, destroys the stack and names the snapshot its data volume leaves (workbench/destroy.py).
 destroy: install
 	ALLOW_DATA_LOSS=$(ALLOW_DATA_LOSS) $(BIN)/python -m workbench.destroy $(CDK_ARGS)
+
+# The team gateway (README, A team gateway): the same guard as make deploy, the settings' team section.
+deploy-team: install
+	ALLOW_DATA_LOSS=$(ALLOW_DATA_LOSS) $(BIN)/python -m workbench.team deploy $(CDK_ARGS)
+
+destroy-team: install
+	$(BIN)/python -m workbench.team destroy $(CDK_ARGS)
 
 deploy-local: install
 	$(BIN)/python -m tools.local_aws.deploy deploy
