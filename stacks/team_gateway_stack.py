@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from aws_cdk import Aspects, Aws, CfnOutput, Stack, Tags
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
@@ -89,13 +90,21 @@ class TeamGatewayStack(Stack):
         storage.grant_read_write(services.task_definitions["langfuse-web"].task_role)
         storage.grant_read_write(services.task_definitions["langfuse-worker"].task_role)
 
-        def output(name: str, value: str, description: str) -> None:
-            CfnOutput(self, name, value=value, description=description)
+        def output(name: str, value: str, description: str, export: str | None = None) -> None:
+            CfnOutput(self, name, value=value, description=description, export_name=export)
 
         output(team_contract.ACCESS_INSTANCE_ID, access.instance.instance_id,
                "SSM-managed instance that forwards ports to the load balancer (workbench team connect)")
         output(team_contract.GATEWAY_HOST, services.host,
-               "The internal load balancer: LiteLLM on 4000, Langfuse on 3000")
+               "The internal load balancer: LiteLLM on 4000, Langfuse on 3000",
+               export=team_contract.export_name(team.name, team_contract.EXPORT_GATEWAY_HOST))
+        # Where light workbenches (`gateway: team`) go: the team's VPC, its first public subnet.
+        subnet = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PUBLIC).subnets[0]
+        for key, value, description in (
+                (team_contract.EXPORT_VPC_ID, network.vpc.vpc_id, "The team's VPC"),
+                (team_contract.EXPORT_SUBNET_ID, subnet.subnet_id, "The subnet light workbenches join"),
+                (team_contract.EXPORT_SUBNET_AZ, subnet.availability_zone, "That subnet's availability zone")):
+            output(key, value, description, export=team_contract.export_name(team.name, key))
         output(team_contract.REGION, Aws.REGION, "Region of the team gateway")
         output(team_contract.SEED_SECRET_ARN, secrets.seed.secret_arn, "The seed of the gateway's passwords and keys")
         output(team_contract.DERIVED_SECRET_ARN, secrets.derived.secret_arn, "The derived values, one JSON field each")

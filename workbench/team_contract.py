@@ -14,6 +14,18 @@ LITELLM_MODELS = "LiteLLMModels"
 DATABASE_CLUSTER = "DatabaseCluster"
 CLICKHOUSE_VOLUME_ID = "ClickHouseVolumeId"
 CLICKHOUSE_BOOT_REPORT = "ClickHouseBootReport"
+# Exports a light workbench (`gateway: team`) imports: it joins the team's VPC in its first public
+# subnet and calls LiteLLM at the load balancer. Each export's name is the stack's name, a dash, the key.
+EXPORT_VPC_ID = "VpcId"
+EXPORT_SUBNET_ID = "WorkbenchSubnetId"
+EXPORT_SUBNET_AZ = "WorkbenchSubnetAz"
+EXPORT_GATEWAY_HOST = "GatewayHost"
+
+
+def export_name(team_name: str, key: str) -> str:
+    return f"ai-workbench-team-{team_name}-{key}"
+
+
 # The ports the load balancer listens on, which `workbench team connect` forwards to localhost.
 SERVICE_PORTS = {"Langfuse": 3000, "LiteLLM": 4000}
 
