@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from workbench import bedrock_access, bundle, contract, handouts, local, room, settings, workshop
+from workbench import bedrock_access, bundle, contract, handouts, local, room, settings, team_users, workshop
 from workbench import connect as connecting
 from workbench.aws import WorkbenchAws, WorkbenchError, credential_errors_explained
 from workbench.contract import BOOT_SCRIPT_ON_BOX, SERVICE_PORTS
@@ -220,6 +220,61 @@ def cmd_workshop(aws: WorkbenchAws, args) -> int:
         return workshop.down(roster_file, args.profile, args.parallel, args.keep_data, say)
 
 
+def cmd_team(aws: WorkbenchAws, args) -> int:
+    """`workbench team connect|credentials|add-user|list-users|remove-user`: the settings' team gateway."""
+    loaded = settings.load()
+    if loaded.team is None:
+        raise WorkbenchError("workbench.yaml has no team section: see its team: settings and `make deploy-team`")
+    with credential_errors_explained():
+        gateway = team_users.gateway(aws, loaded.team)
+        if args.team_command == "connect":
+            connecting.connect_team(aws, gateway.access_instance_id, gateway.host, args.port_offset, say)
+            return 0
+        master = team_users.master_key(aws, gateway)
+        if args.team_command == "credentials":
+            values = json.loads(aws.session.client("secretsmanager").get_secret_value(
+                SecretId=gateway.derived_secret_arn)["SecretString"])
+            say("Langfuse      http://localhost:3000   (workbench team connect)")
+            say(f"  login       {loaded.langfuse_admin_email}")
+            say(f"  password    {values['LANGFUSE_ADMIN_PASSWORD']}")
+            say("LiteLLM       http://localhost:4000   (workbench team connect)")
+            say(f"  master key  {master}   (operator only: admin API and UI)")
+            return 0
+        with team_users.litellm_tunnel(aws, gateway, say) as base_url:
+            admin = team_users.LiteLLMAdmin(base_url, master)
+            if args.team_command == "add-user":
+                added = team_users.add_user(aws, gateway, loaded, admin, args.user, args.budget,
+                                            args.models.split(",") if args.models else None)
+                say(f"{added.user} can use {', '.join(added.models)} for USD {added.budget_usd_per_day:g} a day.")
+                say(f"Their light workbench (gateway: team, name: {added.user}) reads this key at boot. For Cline "
+                    "elsewhere: API Provider LiteLLM,")
+                say(f"  Base URL  {gateway.litellm_url}   (in the team's VPC; on a laptop http://localhost:4000 "
+                    "with `workbench team connect`)")
+                say(f"  API Key   {added.key}")
+                say(f"  Model     {added.models[0]}")
+            elif args.team_command == "list-users":
+                rows = admin.user_keys()
+                say(f"{'user':<26} {'spend USD':>10} {'budget/day':>10}  models")
+                for row in sorted(rows, key=lambda r: str(r.get("user_id"))):
+                    say(f"{row.get('user_id')!s:<26} {float(row.get('spend') or 0):>10.2f} "
+                        f"{float(row.get('max_budget') or 0):>10.2f}  {','.join(row.get('models') or [])}")
+                if not rows:
+                    say("no users yet: `workbench team add-user NAME`")
+            else:
+                say(f"{args.user}: {', '.join(team_users.remove_user(aws, gateway, admin, args.user))}")
+    return 0
+
+
+def budget(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of US dollars") from None
+    if not 0 < value <= 10000:
+        raise argparse.ArgumentTypeError(f"{value:g} is out of range; use above 0, at most 10000")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="workbench", description=__doc__.split("\n")[0])
     top.add_argument("--region", help="AWS region (default: your AWS configuration)")
@@ -288,6 +343,19 @@ def parser() -> argparse.ArgumentParser:
         "down", "destroy every participant's workbench, then the room's stack (revoking every access key)", "deploys")
     workshop_down.add_argument("--keep-data", action="store_true",
                                help="keep a snapshot of each participant's data volume (default: delete them)")
+    team = command("team", cmd_team, "the team gateway of workbench.yaml's team section", named=False)
+    team_commands = team.add_subparsers(dest="team_command", required=True)
+    team_commands.add_parser("connect", help="open port forwards to the gateway's Langfuse and LiteLLM").add_argument(
+        "--port-offset", type=port_offset, default=0, help="add this to LiteLLM's local port (Langfuse stays on 3000)")
+    team_commands.add_parser("credentials", help="the Langfuse admin's login and LiteLLM's master key")
+    add_user = team_commands.add_parser("add-user", help="give a person a LiteLLM key (models, daily budget) and "
+                                                         "print their Cline settings")
+    add_user.add_argument("user", help="their name: LiteLLM's user id, what Langfuse shows, their workbench's name")
+    add_user.add_argument("--budget", type=budget, help="US dollars a day (default: cline_budget_usd_per_day)")
+    add_user.add_argument("--models", help="comma-separated model names (default: all the gateway serves)")
+    team_commands.add_parser("list-users", help="each person's key: spend, daily budget, models")
+    team_commands.add_parser("remove-user", help="revoke a person's key and delete its secret").add_argument(
+        "user", help="their name")
     return top
 
 

@@ -20,6 +20,7 @@ from workbench.contract import SERVICE_PORTS, port_forward_argv, service_url
 # Langfuse signs logins for the URL in its NEXTAUTH_URL, http://localhost:3000, so its local
 # port cannot move; an offset applies to the other two.
 FIXED_LOCAL_PORTS = {"Langfuse"}
+TEAM_SERVICES = ("Langfuse", "LiteLLM")  # a team gateway has no VS Code: each person's is on their workbench
 POLL_SECONDS = 5
 
 
@@ -102,9 +103,10 @@ def wait_until_reachable(aws: WorkbenchAws, instance_id: str, say: Callable[[str
         time.sleep(POLL_SECONDS)
 
 
-def start_forwards(aws: WorkbenchAws, deployment: Deployment, forwards: list[Forward]) -> None:
+def start_forwards(aws: WorkbenchAws, instance_id: str, forwards: list[Forward],
+                   remote_host: str | None = None) -> None:
     for forward in forwards:
-        command = port_forward_argv(deployment.instance_id, forward.remote_port, forward.local_port, aws.region)
+        command = port_forward_argv(instance_id, forward.remote_port, forward.local_port, aws.region, remote_host)
         if aws.profile:
             command += ["--profile", aws.profile]
         forward.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (open while the tunnel runs)
@@ -169,12 +171,27 @@ def hold(forwards: list[Forward]) -> None:
         stop_forwards(forwards)
 
 
+def connect_team(aws: WorkbenchAws, access_instance_id: str, gateway_host: str, port_offset: int,
+                 say: Callable[[str], None]) -> None:
+    """`workbench team connect`: Langfuse and LiteLLM of a team gateway, through its access host."""
+    require_tools()
+    forwards = [forward for forward in plan(port_offset) if forward.service in TEAM_SERVICES]
+    check_local_ports(forwards)
+    wait_until_reachable(aws, access_instance_id, say)
+    start_forwards(aws, access_instance_id, forwards, remote_host=gateway_host)
+    say(f"team gateway {gateway_host} connected; Ctrl-C closes both:")
+    for forward in forwards:
+        say(f"  {forward.service:<9} {forward.url}")
+    hold(forwards)
+    say("port forwards closed")
+
+
 def connect(aws: WorkbenchAws, deployment: Deployment, port_offset: int, say: Callable[[str], None]) -> None:
     require_tools()
     forwards = plan(port_offset)
     check_local_ports(forwards)
     wait_until_reachable(aws, deployment.instance_id, say)
-    start_forwards(aws, deployment, forwards)
+    start_forwards(aws, deployment.instance_id, forwards)
     say(f"workbench {deployment.name} ({deployment.region}) connected; Ctrl-C closes all three:")
     for forward in forwards:
         say(f"  {forward.service:<9} {forward.url}")

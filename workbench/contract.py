@@ -53,12 +53,19 @@ def port_forward_output(service: str) -> str:
     return f"{output_prefix(service)}PortForwardCommand"
 
 
-def port_forward_argv(instance_id: str, remote_port: int, local_port: int, region: str) -> list[str]:
-    """The AWS CLI command that opens one tunnel (Session Manager's port-forwarding document)."""
+def port_forward_argv(instance_id: str, remote_port: int, local_port: int, region: str,
+                      remote_host: str | None = None) -> list[str]:
+    """The AWS CLI command that opens one tunnel (Session Manager's port-forwarding document): to the
+    instance's own port, or through it to `remote_host` (a team gateway's load balancer, reached
+    through its access host; AWS-StartPortForwardingSessionToRemoteHost)."""
+    if remote_host is None:
+        document, host = "AWS-StartPortForwardingSession", ""
+    else:
+        document, host = "AWS-StartPortForwardingSessionToRemoteHost", f'"host":["{remote_host}"],'
     return [
         "aws", "ssm", "start-session", "--target", instance_id,
-        "--document-name", "AWS-StartPortForwardingSession",
-        "--parameters", f'{{"portNumber":["{remote_port}"],"localPortNumber":["{local_port}"]}}',
+        "--document-name", document,
+        "--parameters", f'{{{host}"portNumber":["{remote_port}"],"localPortNumber":["{local_port}"]}}',
         "--region", region,
     ]
 

@@ -33,3 +33,17 @@ SERVICE_PORTS = {"Langfuse": 3000, "LiteLLM": 4000}
 def clickhouse_data_name(team_name: str) -> str:
     """ClickHouse's data volume's tag value (and so its snapshots'), apart from any workbench's name."""
     return f"team-{team_name}-clickhouse"
+
+
+# A person's LiteLLM key on the gateway: its alias (unique in LiteLLM), and the Secrets Manager secret
+# `workbench team add-user` keeps it in, {"key": ..., "base_url": ...}, which that person's light
+# workbench (`gateway: team`) reads at boot.
+USER_KEY_ALIAS_PREFIX = "cline-"
+
+
+def user_key_alias(user: str) -> str:
+    return f"{USER_KEY_ALIAS_PREFIX}{user}"
+
+
+def user_secret_name(team_name: str, user: str) -> str:
+    return f"ai-workbench-team-{team_name}/users/{user}"

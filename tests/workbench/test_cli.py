@@ -479,7 +479,7 @@ def test_connect_starts_a_stopped_instance_waits_for_ssm_and_opens_three_forward
 
 def test_ctrl_c_closes_every_forward(aws_env, stub_path):
     forwards = connect.plan(0)
-    connect.start_forwards(WorkbenchAws(), type("Stub", (), {"instance_id": "i-0"})(), forwards)
+    connect.start_forwards(WorkbenchAws(), "i-0", forwards)
     # Ctrl-C as the terminal delivers it: SIGINT to this process while hold() waits. hold()
     # installs its own handler, so this works where SIGINT is ignored (background jobs, CI).
     threading.Timer(0.5, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
@@ -495,7 +495,7 @@ if sys.argv[1] == "ignore-sigint":  # what a shell does to a background job
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 aws = type("Aws", (), {"region": "us-east-1", "profile": None})()
 forwards = connect.plan(0)
-connect.start_forwards(aws, type("Deployment", (), {"instance_id": "i-0"})(), forwards)
+connect.start_forwards(aws, "i-0", forwards)
 print("holding", flush=True)
 connect.hold(forwards)
 print("closed", flush=True)
