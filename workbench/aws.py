@@ -15,9 +15,10 @@ import botocore.exceptions
 
 from workbench import contract, snapshots
 from workbench.secrets import seed_of
-from workbench.settings import Model, stack_name_for
+from workbench.settings import Model, stack_name_for, team_stack_name_for
 
 STACK_PREFIX = stack_name_for("")
+TEAM_STACK_PREFIX = team_stack_name_for("")  # a team gateway's stack, no workbench
 # CloudFormation tags every resource it creates with its stack's name.
 CLOUDFORMATION_STACK_TAG = "aws:cloudformation:stack-name"
 
@@ -163,7 +164,9 @@ class WorkbenchAws:
         while True:
             page = self._call("cloudformation", "describe_stacks", **({"NextToken": token} if token else {}))
             for stack in page["Stacks"]:
-                if stack["StackName"].startswith(STACK_PREFIX) and stack["StackStatus"] != "DELETE_COMPLETE":
+                name = stack["StackName"]
+                if (name.startswith(STACK_PREFIX) and not name.startswith(TEAM_STACK_PREFIX)
+                        and stack["StackStatus"] != "DELETE_COMPLETE"):
                     found.append((stack["StackName"][len(STACK_PREFIX):], stack["StackStatus"]))
             token = page.get("NextToken")
             if not token:

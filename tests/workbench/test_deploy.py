@@ -55,6 +55,16 @@ def test_replacing_the_instance_or_bucket_or_touching_a_secret_is_dangerous():
     ]
 
 
+def test_replacing_a_team_gateways_aurora_cluster_is_dangerous_and_scaling_it_is_not():
+    changes = [
+        change("AWS::RDS::DBCluster", "DatabaseCluster5B53A178", replacement="True", causes=["DBSubnetGroupName"]),
+        change("AWS::RDS::DBCluster", "DatabaseCluster5B53A178", causes=["ServerlessV2ScalingConfiguration"]),
+        change("AWS::RDS::DBInstance", "DatabaseClusterReader78FE9854", replacement="True", causes=["DBInstanceClass"]),
+    ]
+    assert deploy.dangerous_changes(changes) == [
+        "AWS::RDS::DBCluster DatabaseCluster5B53A178 would be replaced (because of DBSubnetGroupName)"]
+
+
 def test_a_growing_data_volume_is_harmless():
     assert deploy.dangerous_changes([change("AWS::EC2::Volume", "DataVolumeEA7C7310", causes=["Size"])]) == []
 

@@ -226,3 +226,8 @@ def test_team_commands_without_a_deployed_gateway_say_how_to_deploy_it(aws_env, 
     assert code == 1
     assert err == ("workbench: no team gateway 'default' in us-east-1 (stack ai-workbench-team-default not found); "
                    "deploy it with `make deploy-team`\n")
+
+
+def test_the_team_gateways_stack_is_no_workbench_in_the_list(team, capsys):
+    code, out, _ = run(capsys, "list")
+    assert (code, out) == (0, "no workbench deployed in us-east-1\n")
