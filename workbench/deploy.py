@@ -412,21 +412,31 @@ def deploy(argv: list[str], say=terminal.say) -> int:
         keep_restore_snapshot(args, stack_name, volume, loaded.data_snapshot_id, say)
     elif loaded.data_snapshot_id:
         check_restore_snapshot(target, loaded)
-    target.cdk("bootstrap", f"aws://{target.account}/{target.region}", *args.for_cdk())
+    return bootstrap_and_deploy(
+        target, stack_name, args.for_cdk(), args.no_rollback, "deploy", say,
+        keep_data_hint="To move the data to a new instance, run `make destroy` (it keeps the data in a snapshot "
+                       "and names it), then `make deploy CDK_ARGS='-c data_snapshot_id=snap-…'`.")
+
+
+def bootstrap_and_deploy(target: Target, stack_name: str, cdk_args: list[str], no_rollback: bool, command: str,
+                         say=terminal.say, keep_data_hint: str | None = None, ready_hint: str = "") -> int:
+    """`make <command>` from the bootstrap on: the guarded deploy of one stack, what it refused or its
+    outputs; its exit status."""
+    target.cdk("bootstrap", f"aws://{target.account}/{target.region}", *cdk_args)
     try:
-        outputs = guarded_deploy(target, stack_name, args.for_cdk(), args.no_rollback, say)
+        outputs = guarded_deploy(target, stack_name, cdk_args, no_rollback, say)
     except DataLossRefused as refusal:
-        say(f"deploy: not deploying {stack_name}: this update would lose the workbench's data:")
+        say(f"{command}: not deploying {stack_name}: this update would lose data:")
         for danger in refusal.dangers:
             say(f"  - {danger}")
-        say("To move the data to a new instance, run `make destroy` (it keeps the data in a snapshot and names it), "
-            "then `make deploy CDK_ARGS='-c data_snapshot_id=snap-…'`.")
-        say("If losing it is what you want, run again with ALLOW_DATA_LOSS=1 (e.g. make deploy ALLOW_DATA_LOSS=1).")
+        if keep_data_hint:
+            say(keep_data_hint)
+        say(f"If losing it is what you want, run again with ALLOW_DATA_LOSS=1 (make {command} ALLOW_DATA_LOSS=1).")
         return 1
     if outputs is None:
-        say(f"deploy: {stack_name} is up to date; nothing to change")
+        say(f"{command}: {stack_name} is up to date; nothing to change")
         return 0
-    say(f"deploy: {stack_name} is ready")
+    say(f"{command}: {stack_name} is ready{ready_hint}")
     for key in sorted(outputs):
         say(f"  {key} = {outputs[key]}")
     return 0

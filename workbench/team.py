@@ -17,7 +17,7 @@ import botocore.exceptions
 
 from workbench import bedrock_access, snapshots, team_contract, terminal
 from workbench import settings as workbench_settings
-from workbench.deploy import DataLossRefused, DeployError, Target, guarded_deploy, parse_cdk_args
+from workbench.deploy import DeployError, Target, bootstrap_and_deploy, parse_cdk_args
 
 # us-east-1 list price of Aurora snapshot storage beyond the backup retention (Amazon Aurora pricing,
 # "Backup storage"), per GiB-month.
@@ -44,22 +44,8 @@ def deploy(argv: list[str], say=terminal.say) -> int:
     say(f"deploy-team: {team.stack_name} into account {target.account}, region {target.region}"
         + (f" (profile {args.profile})" if args.profile else ""))
     bedrock_access.report(target.session, loaded.models, say)
-    target.cdk("bootstrap", f"aws://{target.account}/{target.region}", *args.for_cdk())
-    try:
-        outputs = guarded_deploy(target, team.stack_name, cdk_args_for_team(args.for_cdk()), args.no_rollback, say)
-    except DataLossRefused as refusal:
-        say(f"deploy-team: not deploying {team.stack_name}: this update would lose the team's data:")
-        for danger in refusal.dangers:
-            say(f"  - {danger}")
-        say("If losing it is what you want, run again with ALLOW_DATA_LOSS=1 (make deploy-team ALLOW_DATA_LOSS=1).")
-        return 1
-    if outputs is None:
-        say(f"deploy-team: {team.stack_name} is up to date; nothing to change")
-        return 0
-    say(f"deploy-team: {team.stack_name} is ready; `workbench team connect` opens Langfuse and LiteLLM")
-    for key in sorted(outputs):
-        say(f"  {key} = {outputs[key]}")
-    return 0
+    return bootstrap_and_deploy(target, team.stack_name, cdk_args_for_team(args.for_cdk()), args.no_rollback,
+                                "deploy-team", say, ready_hint="; `workbench team connect` opens Langfuse and LiteLLM")
 
 
 def destroy(argv: list[str], say=terminal.say) -> int:

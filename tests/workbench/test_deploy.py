@@ -177,7 +177,7 @@ def test_data_loss_discards_the_change_set_unless_allowed(cdk_in_moto, monkeypat
     monkeypatch.setattr(deploy, "planned_changes", lambda target, stack, change_set: danger)
     said = []
     assert deploy.deploy(["-c", "name=bob"], said.append) == 1
-    assert "deploy: not deploying ai-workbench-bob: this update would lose the workbench's data:" in said
+    assert "deploy: not deploying ai-workbench-bob: this update would lose data:" in said
     assert "  - AWS::EC2::Instance I would be replaced (because of ImageId)" in said
     assert ("To move the data to a new instance, run `make destroy` (it keeps the data in a snapshot and names it), "
             "then `make deploy CDK_ARGS='-c data_snapshot_id=snap-…'`.") in said
