@@ -94,6 +94,10 @@ def _room(app: cdk.App, roster_file: Path, settings: workbench_settings.Settings
           account: str | None, region: str | None) -> None:
     # A past end is not refused here: `cdk destroy` synthesizes the room after the event too.
     # `workbench workshop plan` refuses it.
+    if settings.is_light:
+        raise workbench_settings.SettingsError(
+            "gateway: 'team' is a light workbench in a team gateway's VPC; a workshop room's workbenches join the "
+            "room's own network and run their own gateway: use gateway: own")
     roster = room.load_roster(roster_file, settings, now=None)
     _refuse_vpc_and_snapshot(
         settings,
@@ -109,6 +113,10 @@ def _room(app: cdk.App, roster_file: Path, settings: workbench_settings.Settings
 
 def _refuse_account_bound_settings(settings: workbench_settings.Settings) -> None:
     """A Workshop Studio or quick-create template is deployed into accounts nobody looked up at synth."""
+    if settings.is_light:
+        raise workbench_settings.SettingsError(
+            "gateway: 'team' imports a team gateway's exports of one account; a Workshop Studio or quick-create "
+            "template is deployed into other accounts: use gateway: own")
     _refuse_vpc_and_snapshot(
         settings,
         vpc_refusal="is a VPC of one account; a Workshop Studio or quick-create template is deployed into other "

@@ -15,7 +15,7 @@ from stacks.data_volume import DataVolume
 from stacks.secrets import WorkbenchSecrets
 from stacks.storage import LangfuseBlobStorage
 from stacks.user_data import BOOT_SCRIPT, boot_user_data
-from workbench import bundle
+from workbench import bundle, team_contract
 from workbench.settings import Settings
 
 
@@ -24,7 +24,10 @@ class BootPackage(Construct):
     that installs and runs the boot script, and the boot signal for this exact combination."""
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, secrets: WorkbenchSecrets,
-                 storage: LangfuseBlobStorage, data: DataVolume, services_role: iam.IRole) -> None:
+                 storage: LangfuseBlobStorage | None, data: DataVolume, services_role: iam.IRole | None,
+                 light_gateway: dict[str, str] | None = None) -> None:
+        """`storage` and `services_role` are the box's; a light workbench has neither and gets
+        `light_gateway` (light_deployment_env) instead."""
         super().__init__(scope, construct_id)
         with tempfile.TemporaryDirectory(prefix="workbench-bundle-") as scratch:
             archive = Path(scratch) / "bundle.zip"
@@ -36,9 +39,13 @@ class BootPackage(Construct):
             # sha256 itself), and it is copied into the cloud assembly right here, so the scratch
             # copy can go.
             self.bundle = s3_assets.Asset(self, "Bundle", path=str(archive), asset_hash=bundle_sha256)
-        deployment = deployment_env(settings, secrets, storage, data, self.bundle, bundle_sha256)
-        # What root's credentials endpoint assumes for the containers (assets/boot/service_credentials.py).
-        deployment["SERVICES_ROLE_ARN"] = services_role.role_arn
+        if light_gateway is not None:
+            deployment = light_deployment_env(settings, secrets, data, self.bundle, bundle_sha256, light_gateway)
+        else:
+            assert storage is not None and services_role is not None, "the box needs its bucket and services role"
+            deployment = deployment_env(settings, secrets, storage, data, self.bundle, bundle_sha256)
+            # What root's credentials endpoint assumes for the containers (assets/boot/service_credentials.py).
+            deployment["SERVICES_ROLE_ARN"] = services_role.role_arn
         self.signal = BootSignal(self, "Signal", deployment=deployment, boot_script=BOOT_SCRIPT.read_bytes())
         deployment["WAIT_HANDLE_URL"] = self.signal.url
         self.user_data = boot_user_data(deployment)
@@ -87,4 +94,38 @@ def deployment_env(
         "IDLE_STOP_MINUTES": str(settings.idle_stop_minutes),
         # Only with cline_limits_per_minute, which a workshop room sets.
         **{key: value for key, value in key_request.items() if key.startswith("CLINE_MODEL_")},
+    }
+
+
+def light_deployment_env(
+    settings: Settings,
+    secrets: WorkbenchSecrets,
+    data: DataVolume,
+    bundle_asset: s3_assets.Asset,
+    bundle_sha256: str,
+    gateway: dict[str, str],
+) -> dict[str, str]:
+    """What a light workbench's boot needs (GATEWAY=team, assets/boot/light.sh): the box's names, none of
+    its services, and where the team gateway and the person's key on it are. `gateway`: USER_SECRET_ID
+    (the secret's name), GATEWAY_HOST and GATEWAY_NETWORK (the team stack's exports: its load balancer's
+    name and its VPC's range)."""
+    versions = settings.versions
+    return {
+        "WORKBENCH_NAME": settings.name,
+        "AWS_REGION": Aws.REGION,
+        "BUNDLE_URL": bundle_asset.s3_object_url,
+        "BUNDLE_SHA256": bundle_sha256,
+        "SECRET_ARN": secrets.arn,
+        "DATA_VOLUME_ID": data.volume_id,
+        "AMAZON_LINUX_RELEASE": versions.amazon_linux,
+        "CODE_SERVER_VERSION": versions.code_server,
+        "CLINE_VERSION": versions.cline,
+        "CLINE_MODEL": settings.cline_model,
+        "IDLE_STOP_MINUTES": str(settings.idle_stop_minutes),
+        "GATEWAY": settings.gateway,
+        "TEAM_NAME": settings.team.name if settings.team else "",
+        "USER_SECRET_ID": gateway["USER_SECRET_ID"],
+        "GATEWAY_URL": team_contract.gateway_url(gateway["GATEWAY_HOST"]),
+        # Where Cline's connections to the gateway go (boot/idle-stop.sh counts them as use).
+        "GATEWAY_NETWORK": gateway["GATEWAY_NETWORK"],
     }

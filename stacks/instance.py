@@ -43,7 +43,11 @@ class WorkbenchInstance(Construct):
         # What the containers call AWS with (LiteLLM: Bedrock; Langfuse web and worker: the blob
         # bucket). They never see the instance role: root on the box assumes this one and hands
         # them its short-lived credentials (assets/boot/service_credentials.py), so a bug in a
-        # container reaches neither the secret nor the SSM agent's channels.
+        # container reaches neither the secret nor the SSM agent's channels. A light workbench has
+        # no containers, and its Cline calls the team gateway: no services role.
+        self.services_role: iam.Role | None = None
+        if settings.is_light:
+            return
         self.services_role = iam.Role(
             self,
             "ServicesRole",

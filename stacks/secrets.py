@@ -2,6 +2,7 @@
 
 import json
 
+from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
@@ -9,6 +10,7 @@ from constructs import Construct
 from stacks.nag import acknowledge, acknowledge_checkov
 from workbench.secrets import SECRETS, SEED_KEY, SEED_LENGTH
 from workbench.settings import Settings
+from workbench.team_contract import user_secret_name
 
 
 class WorkbenchSecrets(Construct):
@@ -53,9 +55,28 @@ class WorkbenchSecrets(Construct):
     def arn(self) -> str:
         return self.secret.secret_arn
 
+    def grant_read(self, role: iam.IRole) -> None:
+        """A light workbench reads its seed (code-server's password) and never puts one back: it has no
+        data encrypted with values derived from it."""
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["secretsmanager:GetSecretValue"], resources=[self.secret.secret_arn]))
+
     def grant_read_and_restore(self, role: iam.IRole) -> None:
         """The box reads the seed, and puts back the one a restored data volume was made with."""
         role.add_to_principal_policy(iam.PolicyStatement(
             actions=["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
             resources=[self.secret.secret_arn],
         ))
+
+
+def grant_team_user_secret(role: iam.IRole, team_name: str, user: str) -> str:
+    """A light workbench reads its person's key on the team gateway, which `workbench team add-user`
+    stores under user_secret_name, and no other secret of the team. Secrets Manager's ARN of a
+    secret is its name, a hyphen and six random characters, hence the `-??????`: only that exact
+    name matches (another user's name is longer or differs). Returns the name."""
+    name = user_secret_name(team_name, user)
+    role.add_to_principal_policy(iam.PolicyStatement(
+        actions=["secretsmanager:GetSecretValue"],
+        resources=[f"arn:{Aws.PARTITION}:secretsmanager:{Aws.REGION}:{Aws.ACCOUNT_ID}:secret:{name}-??????"],
+    ))
+    return name

@@ -102,6 +102,7 @@ class TeamGatewayStack(Stack):
         subnet = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PUBLIC).subnets[0]
         for key, value, description in (
                 (team_contract.EXPORT_VPC_ID, network.vpc.vpc_id, "The team's VPC"),
+                (team_contract.EXPORT_VPC_CIDR, network.vpc.vpc_cidr_block, "The team's VPC's address range"),
                 (team_contract.EXPORT_SUBNET_ID, subnet.subnet_id, "The subnet light workbenches join"),
                 (team_contract.EXPORT_SUBNET_AZ, subnet.availability_zone, "That subnet's availability zone")):
             output(key, value, description, export=team_contract.export_name(team.name, key))

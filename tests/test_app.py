@@ -69,3 +69,15 @@ def test_a_bad_setting_stops_synth_with_one_clear_line():
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert ("workbench settings: data_volume_gib: 20 is out of range; allowed 30-16384" in result.stderr)
+
+
+def test_a_light_workbench_is_neither_a_room_nor_a_workshop_studio_template(tmp_path):
+    import app as cdk_app
+    from workbench.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="imports a team gateway's exports of one account"):
+        cdk_app.create_app({"gateway": "team"}, workshop_studio=True, outdir=str(tmp_path / "ws"))
+    roster = tmp_path / "june.yaml"
+    roster.write_text("participants: [alice, bob]\nends_at: 2030-01-01T00:00:00+00:00\n")
+    with pytest.raises(SettingsError, match="a workshop room's workbenches join the room's own network"):
+        cdk_app.create_app({"gateway": "team", "room": str(roster)}, outdir=str(tmp_path / "room"))

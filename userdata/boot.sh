@@ -12,8 +12,8 @@
 # --firewall (workbench-firewall.service, early on every boot, see apply_metadata_firewall).
 # The idle stop is the bundle's boot/idle-stop.sh (workbench-idle.timer). Most phases live in the
 # bundle too (boot/os-release.sh, data-volume.sh, coding-user.sh, litellm-keys.sh,
-# llm-connection.sh), sourced once preflight has fetched it and checked its hash: this file
-# travels in the user data, which EC2 caps at 16 KiB.
+# llm-connection.sh; a light workbench's boot/light.sh), sourced once preflight has fetched it and
+# checked its hash: this file travels in the user data, which EC2 caps at 16 KiB.
 set -Eeuo pipefail
 
 ROOT=${WORKBENCH_ROOT:-}  # tests run the script inside a sandbox directory
@@ -73,6 +73,9 @@ LITELLM=http://172.29.2.10:4000
 UNPRIVILEGED_PORT_START=4001
 PROJECTS=(langfuse litellm)
 IDLE_UNITS=(workbench-idle.service workbench-idle.timer)
+
+# A light workbench (GATEWAY=team): code-server and Cline on the team gateway, its phases in boot/light.sh.
+light() { [[ ${GATEWAY:-} == team ]]; }
 
 # Logs go to stderr, so command substitutions capture only the command's own output.
 log() { printf '%s [%s] %s\n' "$(date -u +%FT%TZ)" "${PHASE:-boot}" "$*" >&2; }
@@ -215,12 +218,16 @@ phase_preflight() {
   source "$INSTALL_DIR/boot/os-release.sh"
   # shellcheck source=assets/boot/data-volume.sh
   source "$INSTALL_DIR/boot/data-volume.sh"
-  # shellcheck source=assets/boot/litellm-keys.sh
-  source "$INSTALL_DIR/boot/litellm-keys.sh"
-  # shellcheck source=assets/boot/llm-connection.sh
-  source "$INSTALL_DIR/boot/llm-connection.sh"
+  if ! light; then
+    # shellcheck source=assets/boot/litellm-keys.sh
+    source "$INSTALL_DIR/boot/litellm-keys.sh"
+    # shellcheck source=assets/boot/llm-connection.sh
+    source "$INSTALL_DIR/boot/llm-connection.sh"
+  fi
   # shellcheck source=assets/boot/coding-user.sh
   source "$INSTALL_DIR/boot/coding-user.sh"
+  # shellcheck source=assets/boot/light.sh
+  if light; then source "$INSTALL_DIR/boot/light.sh"; fi
   end_phase
 }
 
@@ -352,11 +359,7 @@ phase_services() {
     retry systemctl start "$SERVICE_CREDENTIALS_UNIT" || fail "$SERVICE_CREDENTIALS_UNIT did not start"
   fi
   install_content "$STATE_DIR/service-credentials-version" 0600 "$credentials_version"
-  if ((${IDLE_STOP_MINUTES:-0} > 0)); then
-    retry systemctl enable --now workbench-idle.timer || fail "systemd could not start workbench-idle.timer"
-  else
-    retry systemctl disable --now workbench-idle.timer || fail "systemd could not stop workbench-idle.timer"
-  fi
+  enable_idle_stop
   for project in "${PROJECTS[@]}"; do
     retry docker compose --project-directory "$INSTALL_DIR/$project" pull --quiet ||
       fail "image pull failed for the $project project"
@@ -374,6 +377,14 @@ phase_services() {
     fi
   done
   end_phase
+}
+
+enable_idle_stop() {
+  if ((${IDLE_STOP_MINUTES:-0} > 0)); then
+    retry systemctl enable --now workbench-idle.timer || fail "systemd could not start workbench-idle.timer"
+  else
+    retry systemctl disable --now workbench-idle.timer || fail "systemd could not stop workbench-idle.timer"
+  fi
 }
 
 # name|URL|what a healthy answer contains|the header file it needs (under STATE_DIR)
@@ -423,9 +434,11 @@ phase_health() {
   start_phase health
   local pending deadline=$((SECONDS + HEALTH_TIMEOUT_SECONDS))
   # In 0600 files rather than on curl's command line, where any local user could read them.
-  install_content "$STATE_DIR/litellm-auth-header" 0600 "Authorization: Bearer $LITELLM_MASTER_KEY"
-  install_content "$STATE_DIR/langfuse-auth-header" 0600 \
-    "Authorization: Basic $(printf '%s:%s' "$LANGFUSE_PUBLIC_KEY" "$LANGFUSE_SECRET_KEY" | base64 -w0)"
+  if ! light; then
+    install_content "$STATE_DIR/litellm-auth-header" 0600 "Authorization: Bearer $LITELLM_MASTER_KEY"
+    install_content "$STATE_DIR/langfuse-auth-header" 0600 \
+      "Authorization: Basic $(printf '%s:%s' "$LANGFUSE_PUBLIC_KEY" "$LANGFUSE_SECRET_KEY" | base64 -w0)"
+  fi
   while :; do
     mapfile -t pending < <(health_report "${HEALTH_CHECKS[@]}" | awk '$2 != "healthy" {print $1}')
     ((${#pending[@]} == 0)) && break
@@ -459,14 +472,22 @@ run_phases() {
   phase_preflight
   phase_os_release
   phase_data_volume
-  phase_config
-  phase_docker
-  phase_coding_user
-  phase_code_server
-  phase_services
-  phase_health
-  phase_litellm_keys
-  phase_llm_connection
+  if light; then
+    phase_light_config
+    phase_coding_user
+    phase_code_server
+    phase_light_services
+    phase_health
+  else
+    phase_config
+    phase_docker
+    phase_coding_user
+    phase_code_server
+    phase_services
+    phase_health
+    phase_litellm_keys
+    phase_llm_connection
+  fi
   # A box just booted has the whole idle window ahead of it (boot/idle-stop.sh reads this).
   install_content "$STATE_DIR/last-use" 0600 "$EPOCHSECONDS the boot"
   local phases
@@ -490,6 +511,8 @@ main() {
   set +a
   case ${1:-} in
     --health)
+      # shellcheck source=assets/boot/light.sh
+      if light; then source "$INSTALL_DIR/boot/light.sh"; fi
       health_report "${HEALTH_CHECKS[@]}" "${CONFIGURATION_CHECKS[@]}"
       # What the boot could not set up in the coding user's home (boot/coding-user.sh empties the
       # file when its phase starts): none yet if that phase never ran.

@@ -41,6 +41,21 @@ class SynthTemplate(string.Template):
 
 LAPTOP_ONLY = "local"
 TEAM_ONLY = "team"  # the team gateway's overlay and functions (workbench/services.py, stacks/team)
+# What only the box runs (Langfuse and LiteLLM, their environment, the services role's credentials,
+# the blob mirror), left out of a light workbench's bundle (gateway: team); and the light workbench's
+# own phases (GATEWAY=team in userdata/boot.sh), left out of the box's.
+BOX_ONLY = ("langfuse", "litellm", "env", "boot/blob-mirror.sh", "boot/litellm-keys.sh", "boot/llm-connection.sh",
+            "boot/litellm_key_request.py", "boot/service_credentials.py", "systemd/workbench-langfuse.service",
+            "systemd/workbench-litellm.service", "systemd/workbench-service-credentials.service")
+LIGHT_ONLY = ("boot/light.sh",)
+
+
+def _left_out(relative: Path, settings: Settings) -> bool:
+    """Whether this file under assets/ is no part of the bundle of this kind of workbench."""
+    if relative.parts[0] in (LAPTOP_ONLY, TEAM_ONLY):
+        return True
+    other_kinds = BOX_ONLY if settings.is_light else LIGHT_ONLY
+    return any(relative.as_posix() == entry or relative.as_posix().startswith(entry + "/") for entry in other_kinds)
 
 
 def render(settings: Settings, out_dir: Path) -> Path:
@@ -49,10 +64,10 @@ def render(settings: Settings, out_dir: Path) -> Path:
         shutil.rmtree(out_dir)
     values = vars(settings.versions)
     for source in sorted(ASSETS.rglob("*")):
-        parts = source.relative_to(ASSETS).parts
+        relative = source.relative_to(ASSETS)
         # assets/local is the laptop's overlay (workbench/local.py), assets/team the team gateway's;
         # neither is the box's.
-        if source.is_dir() or BYTE_CODE_CACHE in parts or parts[0] in (LAPTOP_ONLY, TEAM_ONLY):
+        if source.is_dir() or BYTE_CODE_CACHE in relative.parts or _left_out(relative, settings):
             continue
         target = out_dir / source.relative_to(ASSETS)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +75,8 @@ def render(settings: Settings, out_dir: Path) -> Path:
             target.write_text(SynthTemplate(source.read_text()).substitute(values))
         else:
             shutil.copyfile(source, target)
-    (out_dir / "litellm" / "config.yaml").write_text(litellm_config(settings))
+    if not settings.is_light:
+        (out_dir / "litellm" / "config.yaml").write_text(litellm_config(settings))
     # The boot derives the secret values with the same code as the stack and the CLI.
     shutil.copyfile(secrets.__file__, out_dir / BOX_SECRETS_MODULE)
     return out_dir

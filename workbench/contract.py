@@ -32,6 +32,10 @@ BEDROCK_MODELS = "BedrockModels"
 SECRET_ARN = "SecretArn"
 DATA_VOLUME_ID = "DataVolumeId"
 BOOT_REPORT = "BootReport"
+# A light workbench's (gateway: team) outputs besides those above.
+TEAM_GATEWAY = "TeamGateway"
+GATEWAY_URL = "GatewayUrl"
+USER_SECRET_NAME = "UserSecretName"
 
 
 def output_prefix(service: str) -> str:

@@ -28,6 +28,9 @@ SIZES: dict[str, int] = {
 }
 
 BURSTABLE_SMALL_MEMORY = {"medium": 4}  # t-family medium has 2 vCPU, 4 GiB
+# Sizes only the burstable (t) families have: small is 2 vCPU and 2 GiB in t3, t3a and t4g (EC2's
+# instance type specifications); micro and nano are smaller still and fit no workbench.
+BURSTABLE_ONLY_SIZES = {"small": 2}
 
 
 @dataclass(frozen=True)
@@ -43,11 +46,15 @@ def describe(instance_type: str) -> InstanceShape:
     family, _, size = instance_type.partition(".")
     if family not in FAMILIES:
         raise ValueError(f"unknown instance family {family!r}; known families: {', '.join(sorted(FAMILIES))}")
+    burstable = family.startswith("t")
+    if size in BURSTABLE_ONLY_SIZES and burstable:
+        return InstanceShape(instance_type, 2, BURSTABLE_ONLY_SIZES[size], FAMILIES[family][1])
     if size not in SIZES:
-        raise ValueError(f"unknown instance size {size!r}; known sizes: {', '.join(SIZES)}")
+        known = [*SIZES, *BURSTABLE_ONLY_SIZES] if burstable else list(SIZES)
+        raise ValueError(f"unknown instance size {size!r}; known sizes: {', '.join(known)}")
     memory_per_vcpu, architecture = FAMILIES[family]
     vcpus = SIZES[size]
-    if family.startswith("t") and size in BURSTABLE_SMALL_MEMORY:
+    if burstable and size in BURSTABLE_SMALL_MEMORY:
         vcpus, memory = 2, BURSTABLE_SMALL_MEMORY[size]
     else:
         memory = vcpus * memory_per_vcpu

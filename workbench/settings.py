@@ -22,12 +22,24 @@ DEFAULT_SETTINGS_FILE = Path(__file__).resolve().parent.parent / "workbench.yaml
 
 MIN_VCPUS = 4
 MIN_MEMORY_GIB = 16
+# A light workbench (gateway: team) runs code-server, Cline's extension host and the person's own
+# builds, no Langfuse: code-server documents 2 cores and 1 GB as its minimum, and a build of a
+# TypeScript or Python project next to VS Code takes a few GiB more. t4g.medium is the smallest
+# type that passes.
+LIGHT_MIN_VCPUS = 2
+LIGHT_MIN_MEMORY_GIB = 4
 # The root volume holds only the OS and its packages (AL2023's image is 8 GiB); everything
 # that must survive lives on the data volume, which holds the container images too.
 MIN_ROOT_VOLUME_GIB = 12
 MAX_ROOT_VOLUME_GIB = 1024
 MIN_DATA_VOLUME_GIB = 30
 MAX_DATA_VOLUME_GIB = 16384
+# A light workbench's data volume holds /home only (no Docker images or databases): the workspace,
+# code-server's extensions and state, npm and pip caches and a few node_modules trees.
+LIGHT_MIN_DATA_VOLUME_GIB = 10
+# gateway: own, the whole box (Langfuse and LiteLLM on it); team, a light workbench that calls the
+# team gateway of the settings file's team: section.
+GATEWAYS = ("own", "team")
 # Data Lifecycle Manager keeps at most 1000 snapshots per schedule; a year of dailies is plenty.
 MAX_SNAPSHOT_RETENTION_DAYS = 365
 # Bedrock spend Cline's key may run up per day; the ceiling catches a typo's extra zeros.
@@ -79,8 +91,11 @@ TOP_LEVEL_KEYS = (
     "name", "instance_type", "root_volume_gib", "data_volume_gib", "data_snapshot_id", "snapshot_retention_days",
     "vpc", "bedrock_region",
     "models", "langfuse_admin_email", "cline_model", "cline_budget_usd_per_day", "cline_limits_per_minute",
-    "idle_stop_minutes", "versions", "team",
+    "idle_stop_minutes", "versions", "team", "gateway", "light",
 )
+LIGHT_KEYS = ("instance_type", "data_volume_gib")
+# What only one kind of workbench uses: an override of the other kind's is refused (load).
+BOX_ONLY_KEYS = ("instance_type", "data_volume_gib")
 MODEL_KEYS = ("name", "model_id", "region", "context_window", "max_output_tokens", "prompt_caching",
               "usd_per_million_tokens")
 PRICE_KEYS = ("input", "output", "cache_write", "cache_read")
@@ -197,6 +212,12 @@ class Settings:
     shape: instance_types.InstanceShape = field(compare=False)
     cline_limits_per_minute: tuple[RateLimit, ...] = ()  # empty: only the daily budget
     team: TeamSettings | None = None  # None: no team gateway in this settings file
+    gateway: str = "own"  # "team": a light workbench; instance_type and data_volume_gib are light's
+
+    @property
+    def is_light(self) -> bool:
+        """VS Code Server and Cline only, calling the team gateway (workbench/light.py)."""
+        return self.gateway == "team"
 
     @property
     def stack_name(self) -> str:
@@ -245,6 +266,11 @@ def load(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -
         raise SettingsError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
     for key, value in (overrides or {}).items():
         _apply_override(raw, key, value)
+    if raw.get("gateway") == "team":
+        for key in BOX_ONLY_KEYS:
+            if key in (overrides or {}):
+                raise SettingsError(f"{key}: a light workbench (gateway: team) takes light.{key}; "
+                                    f"use -c light.{key}=...")
     return parse(raw)
 
 
@@ -267,6 +293,24 @@ def parse(raw: Mapping[str, Any]) -> Settings:
     name = _name(_required(raw, "name"))
     instance_type = _required(raw, "instance_type")
     shape = _instance_shape(instance_type)
+    data_volume_gib = _volume_size(_required(raw, "data_volume_gib"), "data_volume_gib",
+                                   MIN_DATA_VOLUME_GIB, MAX_DATA_VOLUME_GIB,
+                                   "container images and the Langfuse and LiteLLM databases need at least "
+                                   f"{MIN_DATA_VOLUME_GIB} GiB")
+    gateway = _gateway(raw.get("gateway", "own"))  # absent: the box, as before the setting existed
+    team = _team(raw.get("team"))
+    light = _light(raw.get("light"))
+    if gateway == "team":
+        if team is None:
+            raise SettingsError("gateway: 'team' needs the settings file's team: section, whose name names the "
+                                "team gateway (see workbench.yaml)")
+        if light is None:
+            raise SettingsError("light: missing; gateway: 'team' takes its instance_type and data_volume_gib from "
+                                "it (see workbench.yaml)")
+        if _required(raw, "vpc") != "new":
+            raise SettingsError(f"vpc: {raw['vpc']!r} is not used by a light workbench (gateway: team), which joins "
+                                "the team gateway's VPC: use vpc: new")
+        instance_type, shape, data_volume_gib = light
     region = _region(_required(raw, "bedrock_region"), "bedrock_region")
     models = _models(_required(raw, "models"), region)
     return Settings(
@@ -275,10 +319,7 @@ def parse(raw: Mapping[str, Any]) -> Settings:
         root_volume_gib=_volume_size(_required(raw, "root_volume_gib"), "root_volume_gib",
                                      MIN_ROOT_VOLUME_GIB, MAX_ROOT_VOLUME_GIB,
                                      "the OS and its packages; the data lives on the data volume"),
-        data_volume_gib=_volume_size(_required(raw, "data_volume_gib"), "data_volume_gib",
-                                     MIN_DATA_VOLUME_GIB, MAX_DATA_VOLUME_GIB,
-                                     "container images and the Langfuse and LiteLLM databases need at least "
-                                     f"{MIN_DATA_VOLUME_GIB} GiB"),
+        data_volume_gib=data_volume_gib,
         data_snapshot_id=_snapshot_id(raw.get("data_snapshot_id")),
         snapshot_retention_days=_retention(_required(raw, "snapshot_retention_days")),
         vpc=_vpc(_required(raw, "vpc")),
@@ -291,8 +332,36 @@ def parse(raw: Mapping[str, Any]) -> Settings:
         idle_stop_minutes=_idle_stop(_required(raw, "idle_stop_minutes")),
         versions=_versions(_required(raw, "versions")),
         shape=shape,
-        team=_team(raw.get("team")),
+        team=team,
+        gateway=gateway,
     )
+
+
+def _gateway(value: Any) -> str:
+    if value not in GATEWAYS:
+        raise SettingsError(f"gateway: {value!r} is not allowed; use own (Langfuse and LiteLLM on the workbench) or "
+                            "team (a light workbench that calls the team gateway of the team: section)")
+    return value
+
+
+def _light(value: Any) -> tuple[str, instance_types.InstanceShape, int] | None:
+    """light: what a light workbench (gateway: team) runs on: (instance type, its shape, data volume GiB)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise SettingsError(f"light: {value!r} is not a group of settings; see workbench.yaml's light section")
+    _reject_unknown(value, LIGHT_KEYS, "setting in light:")
+    instance_type = _required_in(value, "instance_type", "light")
+    shape = _instance_shape_for("light.instance_type", instance_type)
+    if shape.vcpus < LIGHT_MIN_VCPUS or shape.memory_gib < LIGHT_MIN_MEMORY_GIB:
+        raise SettingsError(
+            f"light.instance_type: {instance_type!r} has {shape.vcpus} vCPU and {shape.memory_gib} GiB; a light "
+            f"workbench needs at least {LIGHT_MIN_VCPUS} vCPU and {LIGHT_MIN_MEMORY_GIB} GiB (VS Code Server, "
+            "Cline and your builds), e.g. t4g.large")
+    data_volume_gib = _volume_size(_required_in(value, "data_volume_gib", "light"), "light.data_volume_gib",
+                                   LIGHT_MIN_DATA_VOLUME_GIB, MAX_DATA_VOLUME_GIB,
+                                   "the coding user's home: workspace, extensions, package caches")
+    return instance_type, shape, data_volume_gib
 
 
 TEAM_KEYS = ("name", "litellm_tasks", "langfuse_web_tasks", "langfuse_worker_tasks", "database_acu",

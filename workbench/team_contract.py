@@ -20,6 +20,9 @@ EXPORT_VPC_ID = "VpcId"
 EXPORT_SUBNET_ID = "WorkbenchSubnetId"
 EXPORT_SUBNET_AZ = "WorkbenchSubnetAz"
 EXPORT_GATEWAY_HOST = "GatewayHost"
+# The VPC's range: where a light workbench's security group lets Cline reach the load balancer, and
+# whose connections on LiteLLM's port its idle stop counts as use.
+EXPORT_VPC_CIDR = "VpcCidr"
 
 
 def export_name(team_name: str, key: str) -> str:
@@ -47,3 +50,13 @@ def user_key_alias(user: str) -> str:
 
 def user_secret_name(team_name: str, user: str) -> str:
     return f"ai-workbench-team-{team_name}/users/{user}"
+
+
+# The user secret's JSON fields.
+USER_SECRET_KEY = "key"
+USER_SECRET_BASE_URL = "base_url"
+
+
+def gateway_url(host: str) -> str:
+    """Where a workbench in the team's VPC reaches LiteLLM: the internal load balancer, by its name."""
+    return f"http://{host}:{SERVICE_PORTS['LiteLLM']}"

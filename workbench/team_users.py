@@ -55,7 +55,7 @@ class TeamGateway:
     @property
     def litellm_url(self) -> str:
         """Where a workbench in the team's VPC reaches LiteLLM."""
-        return f"http://{self.host}:{team_contract.SERVICE_PORTS['LiteLLM']}"
+        return team_contract.gateway_url(self.host)
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,8 @@ def add_user(aws: WorkbenchAws, team: TeamGateway, settings: Settings, admin: Li
         client.create_secret(
             Name=team_contract.user_secret_name(team.name, user),
             Description=f"AI Coding Workbench team gateway {team.name}: {user}'s LiteLLM key, for their Cline",
-            SecretString=json.dumps({"key": key, "base_url": team.litellm_url}),
+            SecretString=json.dumps({team_contract.USER_SECRET_KEY: key,
+                                     team_contract.USER_SECRET_BASE_URL: team.litellm_url}),
             Tags=[{"Key": "ai-workbench-team", "Value": team.name}, {"Key": "ai-workbench-user", "Value": user}])
     except botocore.exceptions.ClientError as error:
         admin.delete(team_contract.user_key_alias(user))  # no key without its secret

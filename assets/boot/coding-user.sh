@@ -21,8 +21,10 @@ AS_CODING_USER=(systemd-run --quiet --wait --pipe --collect --uid="$CODING_USER"
 CODING_USER_OUTPUT=$STATE_DIR/coding-user-output
 # What the boot could not do in the coding user's home; `workbench status` reports it.
 CODING_USER_WARNINGS=$STATE_DIR/coding-user-warnings
-# Where Cline (in code-server's extension host, on the box) reaches LiteLLM.
+# Where Cline (in code-server's extension host, on the box) reaches LiteLLM; a light workbench's
+# boot/light.sh points it at the team gateway and sets CLINE_SEED_MODE=managed (seed_cline.py).
 CLINE_LITELLM_URL=http://localhost:4000
+CLINE_SEED_MODE=
 # What the coding user builds with; they install more for themselves (pip --user, npm -g
 # into ~/.local), never as root.
 CODING_TOOLS=(git python3-pip nodejs22 nodejs22-npm)
@@ -126,7 +128,7 @@ phase_code_server() {
   # Cline's provider, model, key and first-run answers, merged into what the user has. -I: none
   # of the coding user's site-packages, .pth files or PYTHON* variables take part.
   if as_coding_user python3 -I "$INSTALL_DIR/boot/seed_cline.py" "$CLINE_VERSION" "$CLINE_MODEL" \
-    "$CLINE_LITELLM_URL" <<<"$LITELLM_CLINE_KEY"; then
+    "$CLINE_LITELLM_URL" ${CLINE_SEED_MODE:+"$CLINE_SEED_MODE"} <<<"$LITELLM_CLINE_KEY"; then
     # What the coding user's process printed, without the control characters it could hide in it.
     log "$(tr '\n' ' ' <"$CODING_USER_OUTPUT" | tr -d '\000-\010\013-\037\177')"
   else

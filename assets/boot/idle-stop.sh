@@ -14,6 +14,8 @@ LAST_USE=$STATE_DIR/last-use  # "<epoch seconds> <what>", also written at the en
 # shellcheck source=/dev/null
 source "$ROOT/etc/workbench/deployment.env"
 MINUTES=${IDLE_STOP_MINUTES:-0}
+CODING_USER=${WORKBENCH_CODING_USER:-coder}
+GATEWAY_LITELLM_PORT=4000
 
 log() { printf '%s [idle-stop] %s\n' "$(date -u +%FT%TZ)" "$*" >>"$LOG_FILE"; }
 
@@ -44,6 +46,18 @@ root_runs() {
   return 1
 }
 
+# A light workbench (GATEWAY=team) has no LiteLLM of its own to ask: Cline calls the team gateway's, at
+# its load balancer in GATEWAY_NETWORK (the team's VPC), port 4000. A connection the coding user's
+# processes hold there at check time is Cline calling the model (a request streams its answer over it,
+# and keeps it open while the model writes); ss shows the socket owner's uid for every user but root
+# (iproute2 misc/ss.c), so the boot's own calls, root's, never count.
+gateway_connection() {
+  local uid
+  uid=$(id -u "$CODING_USER" 2>/dev/null) || return 1
+  ss -Htne state established dst "$GATEWAY_NETWORK" dport = ":$GATEWAY_LITELLM_PORT" 2>/dev/null |
+    grep -qw "uid:$uid"
+}
+
 # The box's signs of use, for boot/idle_rule.py, which decides (and says which counts how). Only
 # signs root controls: the coding user must not be able to keep the box up forever.
 # SSM sessions: the SSM agent (root) runs one /usr/bin/ssm-session-worker SESSION_ID per open
@@ -52,16 +66,21 @@ root_runs() {
 # a tunnel, so code-server's browser heartbeat (which coder's processes can send) would add
 # nothing. A boot: `bash /usr/local/sbin/workbench-boot --phases` (userdata/boot.sh's main) as
 # root. LiteLLM: its spend log's latest "startTime" (litellm-proxy-extras' schema.prisma); coder
-# adds to it only by spending Cline's budget, which is use. A sign that cannot be read counts as
-# none (0).
+# adds to it only by spending Cline's budget, which is use; on a light workbench, a connection to the
+# team gateway's LiteLLM now (gateway_connection). A sign that cannot be read counts as none (0).
 signs_of_use() {
   local sessions=0 booting=0 recorded=0 what="nothing since the boot" request
   root_runs "$ROOT/usr/bin/ssm-session-worker" && sessions=1
   root_runs /usr/bin/bash "$ROOT/usr/local/sbin/workbench-boot" --phases && booting=1
   [[ -s $LAST_USE ]] && read -r recorded what <"$LAST_USE"
-  request=$(timeout 30 docker compose --project-directory "$INSTALL_DIR/litellm" exec -T litellm-postgres \
-    psql -U litellm -d litellm -tAc 'SELECT coalesce(extract(epoch FROM max("startTime"))::bigint, 0) FROM "LiteLLM_SpendLogs"' \
-    2>/dev/null | tr -dc '0-9') || request=0
+  if [[ ${GATEWAY:-} == team ]]; then
+    request=0
+    gateway_connection && request=$now
+  else
+    request=$(timeout 30 docker compose --project-directory "$INSTALL_DIR/litellm" exec -T litellm-postgres \
+      psql -U litellm -d litellm -tAc 'SELECT coalesce(extract(epoch FROM max("startTime"))::bigint, 0) FROM "LiteLLM_SpendLogs"' \
+      2>/dev/null | tr -dc '0-9') || request=0
+  fi
   echo "$sessions $booting $recorded ${request:-0} $what"
 }
 
@@ -84,10 +103,12 @@ main() {
   echo "idle-stop now (unused for $(((now - last) / 60)) min; last use: $what)"
   if [[ $act == check ]]; then
     log "nobody has used the box for $(((now - last) / 60)) min (idle_stop_minutes $MINUTES): stopping it"
-    # So a snapshot taken while it is stopped holds Langfuse's latest media too; bounded, and
-    # never a reason to keep a forgotten box running.
-    timeout 600 bash "$INSTALL_DIR/boot/blob-mirror.sh" save >>"$LOG_FILE" 2>&1 ||
-      log "could not copy Langfuse's media to the data volume; stopping anyway"
+    # So a snapshot taken while it is stopped holds Langfuse's latest media too (a light workbench has
+    # none); bounded, and never a reason to keep a forgotten box running.
+    if [[ ${GATEWAY:-} != team ]]; then
+      timeout 600 bash "$INSTALL_DIR/boot/blob-mirror.sh" save >>"$LOG_FILE" 2>&1 ||
+        log "could not copy Langfuse's media to the data volume; stopping anyway"
+    fi
     systemctl poweroff
   fi
 }

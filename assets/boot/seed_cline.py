@@ -1,8 +1,10 @@
 """Pre-fills Cline's and VS Code Server's settings, so Cline works the moment VS Code opens.
 
 Run by the boot script as the coding user (python3 of Amazon Linux 2023, standard library
-only): `seed_cline.py CLINE_VERSION MODEL LITELLM_URL`, Cline's LiteLLM key on stdin. Every file
-is merged: a key already there is never changed, so a user's own choices survive every boot.
+only): `seed_cline.py CLINE_VERSION MODEL LITELLM_URL [managed]`, Cline's LiteLLM key on stdin. Every
+file is merged: a key already there is never changed, so a user's own choices survive every boot.
+`managed` (a light workbench, whose key the team gateway issues and `workbench team add-user` may
+issue anew): the LiteLLM base URL and key are the team's, set on every boot.
 
 Cline 3.66+ keeps its state in files on the machine that runs the extension, here the box
 (cline/cline at v3.89.2, apps/vscode/src/shared/storage/storage-context.ts): `~/.cline/data/
@@ -45,8 +47,9 @@ def code_server_settings() -> dict:
     return {"extensions.autoUpdate": False, "extensions.autoCheckUpdates": False}
 
 
-def merge(path: Path, wanted: dict, mode: int) -> str:
-    """Adds the missing keys; returns what it did, for the boot log."""
+def merge(path: Path, wanted: dict, mode: int, managed: frozenset = frozenset()) -> str:
+    """Adds the missing keys, and sets the `managed` ones to what is wanted; returns what it did, for the
+    boot log (names only, never a value)."""
     existing: dict = {}
     if path.exists():
         try:
@@ -55,7 +58,8 @@ def merge(path: Path, wanted: dict, mode: int) -> str:
             return f"{path}: not plain JSON (edited by hand?), left as it is"
         if not isinstance(existing, dict):
             return f"{path}: not a JSON object, left as it is"
-    missing = {key: value for key, value in wanted.items() if key not in existing}
+    missing = {key: value for key, value in wanted.items()
+               if key not in existing or (key in managed and existing[key] != value)}
     if not missing and path.exists():
         return f"{path}: nothing to add"
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -67,7 +71,8 @@ def merge(path: Path, wanted: dict, mode: int) -> str:
 
 
 def main(argv: list) -> None:
-    version, model, litellm_url = argv
+    version, model, litellm_url, *mode = argv
+    managed = frozenset({"liteLlmBaseUrl", "liteLlmApiKey"} if mode == ["managed"] else ())
     key = sys.stdin.read().strip()
     os.umask(0o077)  # no moment in which another user could read a file half-written
     for path, wanted, mode in (
@@ -75,7 +80,7 @@ def main(argv: list) -> None:
         (CLINE_DATA / "secrets.json", {"liteLlmApiKey": key}, 0o600),
         (CODE_SERVER_SETTINGS, code_server_settings(), 0o644),
     ):
-        print(merge(path, wanted, mode))
+        print(merge(path, wanted, mode, managed))
 
 
 if __name__ == "__main__":

@@ -225,3 +225,50 @@ def test_a_heartbeat_coder_serves_on_code_servers_port_does_not_count(box):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == IDLE
+
+
+# A light workbench (GATEWAY=team): Cline's connection to the team gateway's LiteLLM, seen by the real ss
+# (iproute2) in a network namespace of the test's own, where 10.0.2.10 stands for the load balancer.
+LIGHT_CASES = r'''
+set -euo pipefail
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+ip link set lo up
+ip addr add 10.0.2.10/32 dev lo
+ip addr add 192.0.2.10/32 dev lo
+listen() { /usr/bin/python3 -c 'import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(8); held = [s.accept() for _ in range(8)]' "$@" >/dev/null 2>&1 & }
+connect() {  # USER HOST PORT: a connection held open until the case ends
+  "${@:4}" /usr/bin/python3 -c 'import socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2]))); print("open", flush=True); time.sleep(30)' "$2" "$3" \
+    >"$WORKBENCH_ROOT/connected" 2>/dev/null &
+  holder=$!
+  until [[ -s $WORKBENCH_ROOT/connected ]]; do sleep 0.05; done
+}
+case_() { echo "$1: $(bash "$IDLE_STOP" report)"; }
+listen 10.0.2.10 4000; listen 10.0.2.10 4001; listen 192.0.2.10 4000
+sleep 0.5
+case_ none
+connect root 10.0.2.10 4000; case_ root; kill "$holder"; : >"$WORKBENCH_ROOT/connected"
+connect coder 10.0.2.10 4001 setpriv --reuid=nobody --regid=nogroup --clear-groups --; case_ other-port
+kill "$holder"; : >"$WORKBENCH_ROOT/connected"
+connect coder 192.0.2.10 4000 setpriv --reuid=nobody --regid=nogroup --clear-groups --; case_ outside-the-vpc
+kill "$holder"; : >"$WORKBENCH_ROOT/connected"
+connect coder 10.0.2.10 4000 setpriv --reuid=nobody --regid=nogroup --clear-groups --; case_ cline
+kill "$holder"
+'''
+
+
+def test_a_light_workbench_counts_the_coding_users_connection_to_the_team_gateway(tmp_path):
+    box = Box(tmp_path)
+    (box.root / "etc/workbench/deployment.env").write_text(
+        "IDLE_STOP_MINUTES=60\nGATEWAY=team\nGATEWAY_NETWORK=10.0.0.0/16\n")
+    result = subprocess.run(["unshare", "--net", "bash", "-c", LIGHT_CASES],
+                            env={**os.environ, "WORKBENCH_ROOT": str(box.root), "IDLE_STOP": str(IDLE_STOP),
+                                 "WORKBENCH_CODING_USER": "nobody"},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    verdicts = dict(line.split(": ", 1) for line in result.stdout.splitlines())
+    for case in ("none", "root", "other-port", "outside-the-vpc"):
+        assert verdicts[case] == IDLE, (case, verdicts[case])
+    assert verdicts["cline"].startswith("idle-stop in 60 min (last use: a LiteLLM request at "), verdicts["cline"]

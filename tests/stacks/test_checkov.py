@@ -1,6 +1,6 @@
 """checkov's CloudFormation checks on the synthesized templates: every finding fixed or acknowledged.
-The default workbench's, a workshop room's (the room's own stack and a participant's workbench), and
-the team gateway's."""
+The default workbench's, a workshop room's (the room's own stack and a participant's workbench), the
+team gateway's and a light workbench's."""
 
 import json
 import subprocess
@@ -25,12 +25,16 @@ def room_templates(directory: Path) -> dict[str, dict]:
     return {stack.stack_name: stack.template for stack in assembly.stacks}
 
 
-@pytest.fixture(scope="module", params=["default", "ai-workshop-checked", "ai-workbench-alice", "team"])
+@pytest.fixture(scope="module", params=["default", "ai-workshop-checked", "ai-workbench-alice", "team", "light"])
 def report(request, tmp_path_factory) -> dict:
     assert CHECKOV.exists(), "checkov is missing: run `make test-install`"
     directory = tmp_path_factory.mktemp("checkov")
     if request.param in ("default", "team"):
         checked = request.getfixturevalue(f"{request.param}_json")
+    elif request.param == "light":  # a light workbench (gateway: team)
+        (stack,) = app.create_app({"gateway": "team", "name": "alice"},
+                                  outdir=str(directory / "cdk.out")).synth().stacks
+        checked = stack.template
     else:
         checked = room_templates(directory)[request.param]
     template = directory / "workbench.template.json"

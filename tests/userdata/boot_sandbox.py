@@ -18,6 +18,13 @@ FAKE_COMPOSE_SHA256 = hashlib.sha256(b"fake compose binary\n").hexdigest()
 DATA_VOLUME_ID = "vol-0123456789abcdef0"
 DATA_DEVICE = f"nvme-Amazon_Elastic_Block_Store_{DATA_VOLUME_ID.replace('-', '')}"
 SEED = "WorkbenchTestSeed0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJK"  # what the aws stub hands out
+# A light workbench's (gateway: team): the internal load balancer's DNS name as ELB gives it
+# (internal-<name>-<id>.<region>.elb.amazonaws.com), and the person's key as LiteLLM's /key/generate
+# makes one ("sk-" and secrets.token_urlsafe: proxy/management_endpoints/key_management_endpoints.py).
+GATEWAY_HOST = "internal-ai-wor-Gatew-1A2B3C4D5E6F-1234567890.us-east-1.elb.amazonaws.com"
+GATEWAY_URL = f"http://{GATEWAY_HOST}:4000"
+USER_KEY = "sk-TeamGatewayUserKey_0123456789-abcdEFGH"
+USER_SECRET_ID = "ai-workbench-team-default/users/alice"
 
 
 def secret(key: str) -> str:
@@ -25,7 +32,11 @@ def secret(key: str) -> str:
 
 
 class Sandbox:
-    def __init__(self, root: Path, bundle_zip: Path):
+    WAIT_HANDLE_URL = "https://cloudformation-waitcondition.example/handle?X-Amz-Signature=abc&x=1"
+
+    def __init__(self, root: Path, bundle_zip: Path, *, light: bool = False):
+        """`light`: a light workbench's (gateway: team) deployment.env, as stacks/boot.py
+        light_deployment_env writes it; its bundle is render_bundle_zip(..., light=True)."""
         self.root = root
         self.state = root / "stub-state"
         self.state.mkdir()
@@ -37,7 +48,7 @@ class Sandbox:
             "BUNDLE_URL": "s3://cdk-assets/bundle.zip",
             "BUNDLE_SHA256": hashlib.sha256(bundle_zip.read_bytes()).hexdigest(),
             "BLOB_BUCKET": "alice-blob-bucket",
-            "WAIT_HANDLE_URL": "https://cloudformation-waitcondition.example/handle?X-Amz-Signature=abc&x=1",
+            "WAIT_HANDLE_URL": self.WAIT_HANDLE_URL,
             "LANGFUSE_ADMIN_EMAIL": "admin@workbench.local",
             "COMPOSE_VERSION": "2.40.3",
             "COMPOSE_SHA256_X86_64": FAKE_COMPOSE_SHA256,
@@ -52,6 +63,12 @@ class Sandbox:
             "DATA_VOLUME_ID": DATA_VOLUME_ID,
             "AMAZON_LINUX_RELEASE": "2023.12.20260930",
         }
+        if light:
+            deployment = {key: deployment[key] for key in (
+                "WORKBENCH_NAME", "AWS_REGION", "BUNDLE_URL", "BUNDLE_SHA256", "SECRET_ARN", "DATA_VOLUME_ID",
+                "AMAZON_LINUX_RELEASE", "CODE_SERVER_VERSION", "CLINE_VERSION", "CLINE_MODEL", "IDLE_STOP_MINUTES")}
+            deployment.update(WAIT_HANDLE_URL=self.WAIT_HANDLE_URL, GATEWAY="team", TEAM_NAME="default",
+                              USER_SECRET_ID=USER_SECRET_ID, GATEWAY_URL=GATEWAY_URL, GATEWAY_NETWORK="10.0.0.0/16")
         self.deployment = deployment
         self.write_deployment()
         (root / "home/ec2-user").mkdir(parents=True)  # the image's /home
@@ -71,6 +88,8 @@ class Sandbox:
             "STUB_SEED": SEED,
             "STUB_BOOT_SCRIPT": str(BOOT_SCRIPT),
         }
+        if light:  # what `workbench team add-user alice` stored
+            self.env["STUB_USER_SECRET"] = json.dumps({"key": USER_KEY, "base_url": GATEWAY_URL})
 
     def write_deployment(self, **changes) -> None:
         """deployment.env as the user data writes it (stacks/user_data.py)."""
@@ -125,8 +144,9 @@ def boot(root: Path, bundle_zip: Path):
     return box, result
 
 
-def render_bundle_zip(directory: Path) -> Path:
-    """The bundle as the stack uploads it, from workbench.yaml."""
+def render_bundle_zip(directory: Path, *, light: bool = False) -> Path:
+    """The bundle as the stack uploads it, from workbench.yaml (`light`: with gateway: team)."""
     archive = directory / "bundle.zip"
-    bundle.pack(bundle.render(settings.load(), directory / "tree"), archive)
+    loaded = settings.load(overrides={"gateway": "team"} if light else None)
+    bundle.pack(bundle.render(loaded, directory / "tree"), archive)
     return archive

@@ -259,3 +259,55 @@ def test_cline_limits_reach_the_key_request_only_when_set():
     environment = limited.key_request_environment()
     assert json.loads(environment["CLINE_MODEL_TPM_LIMIT"]) == {"claude-sonnet-4-5": 80000, "claude-haiku-4-5": 50000}
     assert json.loads(environment["CLINE_MODEL_RPM_LIMIT"]) == {"claude-sonnet-4-5": 40}
+
+
+def test_gateway_defaults_to_own_and_team_makes_a_light_workbench_of_the_light_section():
+    box = settings.load()
+    assert box.gateway == "own" and not box.is_light and box.instance_type == "m7g.xlarge"
+    light = load_with(gateway="team", name="alice")
+    assert light.is_light and light.team is not None and light.team.name == "default"
+    assert (light.instance_type, light.shape.vcpus, light.shape.memory_gib, light.data_volume_gib) == (
+        "t4g.large", 2, 8, 20)
+    assert load_with(gateway="team", **{"light.instance_type": "t4g.medium", "light.data_volume_gib": 10}).shape == (
+        settings.instance_types.describe("t4g.medium"))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"gateway": "shared"}, "gateway: 'shared' is not allowed; use own (Langfuse and LiteLLM on the workbench) or team"),
+    ({"gateway": "team", "team": None}, "gateway: 'team' needs the settings file's team: section, whose name names the "
+                                        "team gateway"),
+    ({"gateway": "team", "light": None}, "light: missing; gateway: 'team' takes its instance_type and data_volume_gib"),
+    ({"gateway": "team", "light.instance_type": "t4g.small"},
+     "light.instance_type: 't4g.small' has 2 vCPU and 2 GiB; a light workbench needs at least 2 vCPU and 4 GiB"),
+    ({"gateway": "team", "light.instance_type": "m7g.medium"},
+     "light.instance_type: 'm7g.medium' has 1 vCPU and 4 GiB; a light workbench needs at least 2 vCPU"),
+    ({"gateway": "team", "light.instance_type": "m7g.small"}, "light.instance_type: 'm7g.small': unknown instance size"),
+    ({"gateway": "team", "light.data_volume_gib": 9}, "light.data_volume_gib: 9 is out of range; allowed 10-16384"),
+    ({"gateway": "team", "light.swap": 1}, "unknown setting in light: 'swap'"),
+    ({"gateway": "team", "instance_type": "t4g.large"},
+     "instance_type: a light workbench (gateway: team) takes light.instance_type"),
+    ({"gateway": "team", "data_volume_gib": 20}, "data_volume_gib: a light workbench (gateway: team) takes "
+                                                 "light.data_volume_gib"),
+    ({"gateway": "team", "vpc": "vpc-0123456789abcdef0"}, "vpc: 'vpc-0123456789abcdef0' is not used by a light "
+                                                          "workbench (gateway: team)"),
+    # The box keeps Langfuse's floor: a light type is no box.
+    ({"instance_type": "t4g.large"}, "instance_type: 't4g.large' has 2 vCPU and 8 GiB; Langfuse needs at least 4 vCPU"),
+], ids=["unknown-gateway", "no-team-section", "no-light-section", "light-too-small", "one-vcpu", "no-such-size",
+        "volume-too-small", "unknown-light-key", "box-instance-type", "box-data-volume", "own-vpc", "box-floor"])
+def test_gateway_refusals_name_the_key_and_what_is_allowed(overrides, message):
+    with pytest.raises(SettingsError) as error:
+        load_with(**overrides)
+    assert str(error.value).startswith(message), str(error.value)
+
+
+def test_small_exists_only_for_burstable_families():
+    assert settings.instance_types.describe("t3.small").memory_gib == 2
+    assert settings.instance_types.describe("t4g.small").architecture == "arm64"
+    with pytest.raises(ValueError, match="unknown instance size 'small'; known sizes: medium"):
+        settings.instance_types.describe("c7g.small")
+
+
+def test_the_user_secret_name_is_the_team_stacks_name_and_the_persons():
+    from workbench.team_contract import user_secret_name
+
+    assert user_secret_name("default", "alice") == "ai-workbench-team-default/users/alice"
