@@ -13,7 +13,7 @@ in the emulator only — nothing here changes what real users deploy:
   does not break the deletion of roles, an instance's MetadataOptions applied and its
   primary network interface's subnet used, so they can be checked with boto3 like the rest;
 - AWS::SecretsManager::Secret, which moto's CloudFormation does not support at all: created
-  (GenerateSecretString honoured) and deleted through moto's Secrets Manager;
+  (GenerateSecretString honoured, an empty one as CloudFormation's defaults) and deleted through moto's Secrets Manager;
 - the wait condition completes at once (no instance boots in an emulator) with Data saying so,
   where moto has no model for it and so cannot resolve the BootReport output;
 - AWS::EC2::Volume honours SnapshotId, Encrypted, VolumeType and Tags (moto reads only Size and
@@ -36,15 +36,27 @@ in the emulator only — nothing here changes what real users deploy:
 - a parameter of an SSM type given UsePreviousValue keeps its previous value, the parameter's name,
   and is resolved again, as CloudFormation does (the CDK's BootstrapVersion on every update through
   a change set); moto passed on the resolved value and failed looking it up as a name;
+- a change set says of each modified resource whether the update replaces it (Replacement, Scope,
+  Details), from CloudFormation's resource schemas' createOnlyProperties as cfn-lint ships them:
+  moto's changes carried no Replacement at all, so the deploy guard could not see a replacement;
 - Service Quotas answers what `workbench workshop` asks with the recorded answers the plan's tests
   use (tests/workbench/quotas/, each saying where it comes from): moto has no ListServiceQuotas nor
-  GetAWSDefaultServiceQuota, and no applied quota of an account.
+  GetAWSDefaultServiceQuota, and no applied quota of an account;
+- the team gateway's resources (tools/local_aws/team_resources.py, each patch saying what
+  CloudFormation does that moto does not): Aurora DBCluster (final snapshot on DeletionPolicy
+  Snapshot) and its member DBInstances, SecretTargetAttachment, ElastiCache SubnetGroup,
+  ParameterGroup and ReplicationGroup, Application Auto Scaling ScalableTarget and ScalingPolicy,
+  SecurityGroupEgress, `{{resolve:secretsmanager:...}}`/`{{resolve:ssm:...}}` dynamic references,
+  the ECS and ELBv2 properties moto's models drop, and the deletes of ECS services, task
+  definitions and clusters and of ELBv2 target groups, listeners and rules; generated RDS and
+  ElastiCache identifiers cut to their services' limits, and a replication group's member clusters.
 
 Run: python -m tools.local_aws.emulator PORT
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -52,7 +64,7 @@ from typing import Any
 
 from moto.cloudformation import custom_model, parsing
 from moto.cloudformation.exceptions import CloudFormationError, ValidationError
-from moto.cloudformation.models import CloudFormationBackend, Stack
+from moto.cloudformation.models import Change, ChangeSet, CloudFormationBackend, Stack
 from moto.cloudformation.parsing import ResourceMap
 from moto.core.common_models import CloudFormationModel
 from moto.ec2.models import ec2_backends
@@ -67,6 +79,8 @@ from moto.secretsmanager.models import secretsmanager_backends
 from moto.server import main as moto_server_main
 from moto.servicequotas.responses import ServiceQuotasResponse
 from moto.utilities.utils import get_partition
+
+from tools.local_aws import team_resources
 
 
 def _ec2(account_id: str, region: str):
@@ -245,7 +259,9 @@ class EmulatedSecret(CloudFormationModel):
         backend = secretsmanager_backends[account_id][region_name]
         secret_string = properties.get("SecretString")
         generate = properties.get("GenerateSecretString")
-        if generate:
+        # An empty GenerateSecretString (CDK's Secret without options) is a password of 32 characters of
+        # every kind, as CloudFormation's defaults; moto's model, being absent, left such a secret without a value.
+        if generate is not None:
             password = json.loads(backend.get_random_password(
                 password_length=generate.get("PasswordLength", 32),
                 exclude_characters=generate.get("ExcludeCharacters", ""),
@@ -458,6 +474,48 @@ def _patch_resource_diff() -> None:
     ResourceMap.build_resource_diff = build_resource_diff
 
 
+@functools.cache
+def _create_only_properties(region: str, resource_type: str) -> frozenset[str]:
+    """The top-level properties whose change replaces a resource of this type: its CloudFormation resource
+    schema's createOnlyProperties, as cfn-lint (a development dependency, pinned) ships the schemas."""
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER, ResourceNotFoundError
+
+    try:
+        schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema(region, resource_type).schema
+    except ResourceNotFoundError:  # a custom resource, AWS::CDK::Metadata
+        return frozenset()
+    return frozenset(path.split("/")[2] for path in schema.get("createOnlyProperties", []))
+
+
+def _patch_change_set_replacement() -> None:
+    """A change set says of each modified resource whether the update replaces it (Replacement, Scope and
+    one Detail per changed property, RequiresRecreation "Always" for the properties its resource schema
+    calls createOnly), as CloudFormation's does: moto's changes name only the action, the logical id and
+    the type, so `make deploy`'s and `make deploy-team`'s guard saw no replacement in any update. Compared
+    as the templates give them (CloudFormation also evaluates a changed Ref or GetAtt, "Conditional")."""
+    original = ChangeSet.diff
+
+    def diff(self: ChangeSet) -> list[Change]:
+        changes = original(self)
+        deployed = self.stack.resource_map._resource_json_map
+        for change in changes:
+            if change.action != "Modify":
+                continue
+            before = deployed[change.logical_resource_id].get("Properties") or {}
+            after = self.template_dict["Resources"][change.logical_resource_id].get("Properties") or {}
+            changed = sorted(name for name in {*before, *after} if before.get(name) != after.get(name))
+            immutable = _create_only_properties(self.stack.region_name, change.resource_type)
+            change.replacement = "True" if immutable.intersection(changed) else "False"
+            change.scope = ["Properties"] if changed else []
+            change.details = [{
+                "Target": {"Attribute": "Properties", "Name": name,
+                           "RequiresRecreation": "Always" if name in immutable else "Never"},
+                "Evaluation": "Static", "ChangeSource": "DirectModification"} for name in changed]
+        return changes
+
+    ChangeSet.diff = diff
+
+
 def apply_patches() -> None:
     parsing.NULL_MODELS.remove(EmulatedWaitCondition.cloudformation_type())
     parsing.get_model_map.cache_clear()
@@ -481,6 +539,8 @@ def apply_patches() -> None:
     Stack.stack_parameters = property(_previous_parameter_values)
     _patch_resource_diff()
     _patch_empty_change_sets()
+    _patch_change_set_replacement()
+    team_resources.apply_patches()
 
 
 if __name__ == "__main__":
