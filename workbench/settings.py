@@ -248,8 +248,11 @@ def stack_name_for(workbench_name: str) -> str:
     return f"ai-workbench-{workbench_name}"
 
 
+TEAM_NAME_PREFIX = "team-"
+
+
 def team_stack_name_for(team_name: str) -> str:
-    return f"ai-workbench-team-{team_name}"
+    return stack_name_for(f"{TEAM_NAME_PREFIX}{team_name}")
 
 
 def load(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
@@ -461,6 +464,10 @@ def _name(value: Any) -> str:
             f"name: {value!r} is not allowed; use 1-24 lowercase letters, digits or hyphens, "
             "starting with a letter (it becomes part of the stack name)"
         )
+    if value.startswith(TEAM_NAME_PREFIX):
+        # ai-workbench-team-<x> is the team gateway x's stack (team_stack_name_for).
+        raise SettingsError(f"name: {value!r} is not allowed; a name starting with {TEAM_NAME_PREFIX!r} would name "
+                            "a team gateway's stack: choose another")
     return value
 
 

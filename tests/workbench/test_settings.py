@@ -311,3 +311,40 @@ def test_the_user_secret_name_is_the_team_stacks_name_and_the_persons():
     from workbench.team_contract import user_secret_name
 
     assert user_secret_name("default", "alice") == "ai-workbench-team-default/users/alice"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"team.litellm_tasks": {"min": 1, "max": 4}},
+     "team.litellm_tasks: {'min': 1, 'max': 4} is not allowed; use {min: N, max: N} with 2 <= min <= max <= 50 "
+     "(fewer than 2 would stop serving when one task or zone goes)"),
+    ({"team.langfuse_web_tasks": {"min": 3, "max": 2}}, "team.langfuse_web_tasks: {'min': 3, 'max': 2} is not allowed"),
+    ({"team.langfuse_worker_tasks": {"min": 0, "max": 2}}, "team.langfuse_worker_tasks: {'min': 0, 'max': 2} is not "
+                                                           "allowed; use {min: N, max: N} with 1 <= min"),
+    ({"team.litellm_tasks": 2}, "team.litellm_tasks: 2 is not allowed"),
+    ({"team.database_acu": {"min": 0.25, "max": 8}}, "team.database_acu.min: 0.25 is not allowed; use 0 (pause when "
+                                                     "idle), or 0.5 to 256 in steps of 0.5"),
+    ({"team.database_acu": {"min": 0, "max": 0.5}}, "team.database_acu.max: 0.5 is below min (0) or 1"),
+    ({"team.database_acu": {"min": 4, "max": 2}}, "team.database_acu.max: 2 is below min (4) or 1"),
+    ({"team.cache_node_type": "t4g.small"}, "team.cache_node_type: 't4g.small' is not an ElastiCache node type"),
+    ({"team.clickhouse_instance_type": "t4g.medium"}, "team.clickhouse_instance_type: 't4g.medium' has 2 vCPU and "
+                                                      "4 GiB; ClickHouse for Langfuse needs at least 2 vCPU and 8 GiB"),
+    ({"team.clickhouse_volume_gib": 10}, "team.clickhouse_volume_gib: 10 is out of range; allowed 30-16384"),
+    ({"team.name": "Team A"}, "team.name: 'Team A' is not allowed"),
+    ({"team.replicas": 2}, "unknown setting in team: 'replicas'"),
+    ({"team": "big"}, "team: 'big' is not a group of settings"),
+    ({"name": "team-alpha"}, "name: 'team-alpha' is not allowed; a name starting with 'team-' would name a team "
+                             "gateway's stack"),
+], ids=["litellm-one-task", "web-min-above-max", "worker-none", "tasks-not-a-range", "acu-quarter", "acu-max-small",
+        "acu-max-below-min", "cache-type", "clickhouse-small", "clickhouse-volume", "team-name", "team-unknown",
+        "team-not-a-group", "workbench-named-like-a-team"])
+def test_team_refusals_name_the_key_the_value_and_what_is_allowed(overrides, message):
+    with pytest.raises(SettingsError) as error:
+        load_with(**overrides)
+    assert str(error.value).startswith(message), str(error.value)
+
+
+def test_the_team_section_as_shipped():
+    team = settings.load().team
+    assert team is not None and team.stack_name == "ai-workbench-team-default"
+    assert (team.litellm_tasks.minimum, team.langfuse_web_tasks.minimum, team.database_min_acu) == (2, 2, 0.5)
+    assert load_with(**{"team.database_acu": {"min": 0, "max": 4}}).team.database_min_acu == 0
