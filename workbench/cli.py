@@ -222,6 +222,10 @@ def cmd_workshop(aws: WorkbenchAws, args) -> int:
 
 def cmd_team(aws: WorkbenchAws, args) -> int:
     """`workbench team connect|credentials|add-user|list-users|remove-user`: the settings' team gateway."""
+    if not settings.DEFAULT_SETTINGS_FILE.exists() or not team_users.KEY_REQUEST.exists():
+        # The wheel (Workshop Studio's) carries the command, not the settings or the box's key request.
+        raise WorkbenchError("`workbench team` runs from a checkout of the repository, whose workbench.yaml names "
+                             "the team gateway: clone it, `make install`, then `.venv/bin/workbench team ...`")
     loaded = settings.load()
     if loaded.team is None:
         raise WorkbenchError("workbench.yaml has no team section: see its team: settings and `make deploy-team`")

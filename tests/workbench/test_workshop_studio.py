@@ -300,13 +300,16 @@ def test_the_wheel_installs_into_a_fresh_venv_and_gives_the_workbench_command(tr
 
     usage = workbench("--help")
     assert usage.returncode == 0, usage.stderr
-    assert "{connect,credentials,status,logs,list,local,workshop}" in usage.stdout
+    assert "{connect,credentials,status,logs,list,local,workshop,team}" in usage.stdout
     for command in ("connect", "credentials"):
         assert workbench(command, "--help").returncode == 0
     # `local` renders the repository's compose files, which the wheel leaves out: it says so, not a traceback.
     local_up = workbench("local", "up")
     assert local_up.returncode != 0 and "Traceback" not in local_up.stderr, local_up.stderr
     assert "`workbench local` runs from a checkout of the repository" in local_up.stderr
+    team_users = workbench("--region", "us-east-1", "team", "list-users")  # its team is in workbench.yaml
+    assert team_users.returncode == 1 and "Traceback" not in team_users.stderr, team_users.stderr
+    assert "`workbench team` runs from a checkout of the repository" in team_users.stderr
     # The command imports only what the wheel brings (boto3, PyYAML): no CDK, no repository files.
     listing = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list", "--format=json"],
                              capture_output=True, text=True, check=True)
