@@ -83,4 +83,4 @@ class Network(Construct):
             # Cline's calls: the team gateway's internal load balancer, whose addresses are the VPC's.
             self.security_group.add_egress_rule(ec2.Peer.ipv4(self.vpc.vpc_cidr_block),
                                                 ec2.Port.tcp(team_contract.SERVICE_PORTS["LiteLLM"]),
-                                                "The team gateway's LiteLLM (its internal load balancer)")
+                                                "The team gateway LiteLLM (its internal load balancer)")

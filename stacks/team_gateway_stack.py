@@ -71,22 +71,24 @@ class TeamGatewayStack(Stack):
         # Who talks to whom, each opened on both sides (every group starts with nothing).
         langfuse = ("langfuse-web", "langfuse-worker")
         for name in (*langfuse, "litellm"):
-            database.allow_from(services.security_groups[name], f"{name}'s tasks")
+            database.allow_from(services.security_groups[name], f"{name} tasks")
             services.allow_egress_to(name, database.security_group, 5432, "Aurora")
         for name in langfuse:
-            langfuse_cache.allow_from(services.security_groups[name], f"{name}'s tasks")
-            services.allow_egress_to(name, langfuse_cache.security_group, 6379, "Langfuse's cache")
-            clickhouse.allow_from(services.security_groups[name], f"{name}'s tasks")
+            langfuse_cache.allow_from(services.security_groups[name], f"{name} tasks")
+            services.allow_egress_to(name, langfuse_cache.security_group, 6379, "Langfuse cache")
+            clickhouse.allow_from(services.security_groups[name], f"{name} tasks")
             for port in (8123, 9000):
                 services.allow_egress_to(name, clickhouse.security_group, port, "ClickHouse")
-        litellm_cache.allow_from(services.security_groups["litellm"], "litellm's tasks")
-        services.allow_egress_to("litellm", litellm_cache.security_group, 6379, "LiteLLM's cache")
+        litellm_cache.allow_from(services.security_groups["litellm"], "litellm tasks")
+        services.allow_egress_to("litellm", litellm_cache.security_group, 6379, "LiteLLM cache")
         # LiteLLM sends traces to Langfuse, Langfuse's judges call LiteLLM: both through the load balancer.
         for name, target in (("litellm", "langfuse-web"), ("langfuse-web", "litellm"), ("langfuse-worker", "litellm")):
             services.allow_egress_to(name, services.load_balancer_group, LISTENERS[target][0],
                                      f"{target} through the load balancer")
         for name, (port, _) in LISTENERS.items():
             access.allow_to(services.load_balancer_group, port, f"{name} through the load balancer")
+        services.admit("langfuse-web", access.security_group, "Langfuse from the access host (people)")
+        services.admit("langfuse-web", services.security_groups["litellm"], "Langfuse from LiteLLM (its traces)")
         storage.grant_read_write(services.task_definitions["langfuse-web"].task_role)
         storage.grant_read_write(services.task_definitions["langfuse-worker"].task_role)
 

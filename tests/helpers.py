@@ -2,6 +2,7 @@
 image for moto's EC2."""
 
 import json
+import re
 from functools import cache
 
 from aws_cdk.assertions import Template
@@ -59,3 +60,23 @@ def moto_image_id(ec2) -> str:
 
     (image,) = ec2.describe_images(ImageIds=[AMIS[0]["ami_id"]])["Images"]
     return image["ImageId"]
+
+
+# What EC2 accepts in a security group's description and its rules' (EC2 API reference, CreateSecurityGroup
+# GroupDescription and IpRange/UserIdGroupPair Description): "a-z, A-Z, 0-9, spaces, and ._-:/()#,@[]+=&;{}!$*".
+# moto does not check it, so the emulator round trips would not show a refused one.
+EC2_DESCRIPTION = re.compile(r"^[A-Za-z0-9 ._\-:/()#,@\[\]+=&;{}!$*]{0,255}$")
+
+
+def security_group_descriptions(template: dict) -> list[str]:
+    """Every description of a security group or a rule in the template."""
+    found = []
+    for resource in template["Resources"].values():
+        properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::EC2::SecurityGroup":
+            found.append(properties["GroupDescription"])
+            found += [rule["Description"] for key in ("SecurityGroupIngress", "SecurityGroupEgress")
+                      for rule in properties.get(key, []) if "Description" in rule]
+        elif resource["Type"] in ("AWS::EC2::SecurityGroupIngress", "AWS::EC2::SecurityGroupEgress"):
+            found += [properties["Description"]] if "Description" in properties else []
+    return found

@@ -46,6 +46,9 @@ QUEUE_NAMESPACE = "Langfuse"
 QUEUE_DEPTH_METRIC = "langfuse.queue.otel_ingestion.depth.shard_all.type_waiting"
 # What each service answers on and where the load balancer checks it (the box's health checks).
 LISTENERS = {"litellm": (4000, "/health/liveliness"), "langfuse-web": (3000, "/api/public/health")}
+# LiteLLM is open to the whole VPC (the light workbenches' Cline); Langfuse only to the groups admitted by
+# `admit` (the access host, LiteLLM's traces), so no instance placed in the VPC reaches its login.
+OPEN_TO_THE_VPC = ("litellm",)
 MIGRATIONS_TIMEOUT = Duration.minutes(15)
 
 
@@ -86,8 +89,9 @@ class GatewayServices(Construct):
         acknowledge_checkov(self.load_balancer, "CKV2_AWS_28",
                             "Internal only: no internet traffic reaches it for a web application firewall to see.")
         acknowledge(self.load_balancer_group, "AwsSolutions-EC23",
-                    "Inbound only from the VPC's own address range (workbenches and the access host), on the two "
-                    "listener ports; cdk-nag cannot read the range, a token until deploy.")
+                    "Inbound only from the VPC's own address range on LiteLLM's port (workbenches, the access "
+                    "host) and from two security groups on Langfuse's; cdk-nag cannot read the range, a token "
+                    "until deploy.")
         self.host = self.load_balancer.load_balancer_dns_name
         dependencies = Dependencies(values={**values, "LANGFUSE_INTERNAL_URL": f"http://{self.host}:3000",
                                             "GATEWAY_HOST": self.host}, secrets=secrets)
@@ -163,8 +167,9 @@ class GatewayServices(Construct):
         self.security_groups[name] = group
 
     def _listen(self, name: str, port: int, health_path: str, network: TeamNetwork) -> None:
-        self.load_balancer_group.add_ingress_rule(ec2.Peer.ipv4(network.vpc.vpc_cidr_block), ec2.Port.tcp(port),
-                                                  f"{name} from the VPC (workbenches, the access host)")
+        if name in OPEN_TO_THE_VPC:
+            self.load_balancer_group.add_ingress_rule(ec2.Peer.ipv4(network.vpc.vpc_cidr_block), ec2.Port.tcp(port),
+                                                      f"{name} from the VPC (workbenches, the access host)")
         listener = self.load_balancer.add_listener(f"{_id(name)}Listener", port=port,
                                                    protocol=elbv2.ApplicationProtocol.HTTP, open=False)
         plain_http = ("Internal only, reached through SSM port forwarding (encrypted by Session Manager) or from "
@@ -176,7 +181,7 @@ class GatewayServices(Construct):
                              targets=[self.services[name]],
                              health_check=elbv2.HealthCheck(path=health_path, healthy_http_codes="200"),
                              deregistration_delay=Duration.seconds(30))
-        self.load_balancer_group.add_egress_rule(self.security_groups[name], ec2.Port.tcp(port), f"to {name}'s tasks")
+        self.load_balancer_group.add_egress_rule(self.security_groups[name], ec2.Port.tcp(port), f"to {name} tasks")
         self.security_groups[name].add_ingress_rule(self.load_balancer_group, ec2.Port.tcp(port),
                                                     "from the internal load balancer")
 
@@ -193,6 +198,10 @@ class GatewayServices(Construct):
             adjustment_type=autoscaling.AdjustmentType.CHANGE_IN_CAPACITY,
             cooldown=Duration.minutes(3),
         )
+
+    def admit(self, service: str, peer: ec2.ISecurityGroup, description: str) -> None:
+        """Lets `peer` reach `service` through the load balancer (one not open to the whole VPC)."""
+        self.load_balancer_group.add_ingress_rule(peer, ec2.Port.tcp(LISTENERS[service][0]), description)
 
     def allow_egress_to(self, service: str, peer: ec2.ISecurityGroup, port: int, description: str) -> None:
         self.security_groups[service].add_egress_rule(peer, ec2.Port.tcp(port), description)
@@ -222,6 +231,9 @@ class GatewayServices(Construct):
         tasks = [self.task_definitions[name] for name in ("langfuse-web", "litellm")]
         roles = {role.role_arn for task in tasks for role in (task.task_role, task.obtain_execution_role())}
         function.add_to_role_policy(iam.PolicyStatement(actions=["iam:PassRole"], resources=sorted(roles)))
+        # Whether an update is a rollback, which runs no migration (run_migrations.py).
+        function.add_to_role_policy(iam.PolicyStatement(actions=["cloudformation:DescribeStacks"],
+                                                        resources=[Aws.STACK_ID]))
         acknowledge(function, "AwsSolutions-IAM5[Resource::*]",
                     "ecs:DescribeTasks takes task ARNs that exist only once RunTask started them; the condition "
                     "confines it to this gateway's cluster.")

@@ -9,6 +9,7 @@ import shutil
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import boto3
 import pytest
@@ -116,69 +117,109 @@ def task(name: str, status: str, exit_code: int | None = None, reason: str | Non
             "containers": [container]}
 
 
-def stubbed_ecs(monkeypatch, module, describe_answers: list[list[dict]]) -> Stubber:
-    client = boto3.client("ecs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
-    stubber = Stubber(client)
-    for run in RUNS:
-        stubber.add_response("run_task", {"tasks": [task(run["Container"], "PROVISIONING")], "failures": []}, {
-            "cluster": CLUSTER, "taskDefinition": run["TaskDefinition"], "launchType": "FARGATE", "count": 1,
+def run_request(run: dict) -> dict:
+    """What RunTask must be asked for one run: the service's task definition, its migration switched on."""
+    return {"cluster": CLUSTER, "taskDefinition": run["TaskDefinition"], "launchType": "FARGATE", "count": 1,
             "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1", "subnet-2"],
                                                              "securityGroups": ["sg-1"], "assignPublicIp": "ENABLED"}},
             "overrides": {"containerOverrides": [{"name": run["Container"], "command": run["Command"],
                                                   "environment": [{"name": k, "value": v}
                                                                   for k, v in run["Environment"].items()]}]},
-            "startedBy": "workbench-migrations"})
-    for tasks in describe_answers:
-        stubber.add_response("describe_tasks", {"tasks": tasks, "failures": []})
+            "startedBy": "workbench-migrations"}
+
+
+def stubbed(monkeypatch, module, calls: list[tuple[str, object]], stack_status: str | None = None) -> Stubber:
+    """ECS answering `calls` in order: ("run", RUNS[i]) or ("describe", [task, ...]); CloudFormation the stack's
+    status, when the event is an update."""
+    client = boto3.client("ecs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stubber = Stubber(client)
+    for kind, value in calls:
+        if kind == "run":
+            stubber.add_response("run_task", {"tasks": [task(value["Container"], "PROVISIONING")], "failures": []},
+                                 run_request(value))
+        else:
+            stubber.add_response("describe_tasks", {"tasks": value, "failures": []})
     stubber.activate()
-    monkeypatch.setattr(module.boto3, "client", lambda service: client)
+    cloudformation = boto3.client("cloudformation", region_name="us-east-1", aws_access_key_id="x",
+                                  aws_secret_access_key="x")
+    stacks = Stubber(cloudformation)
+    if stack_status:
+        stacks.add_response("describe_stacks", {"Stacks": [{
+            "StackName": "t", "StackStatus": stack_status, "CreationTime": "2026-12-03T00:00:00Z"}]})
+    stacks.activate()
+    clients = {"ecs": client, "cloudformation": cloudformation}
+    monkeypatch.setattr(module, "boto3", SimpleNamespace(client=lambda service: clients[service]))
     monkeypatch.setattr(module, "POLL_SECONDS", 0)
     return stubber
 
 
-def migration_event(url: str) -> dict:
-    return event(url, "Create", Cluster=CLUSTER, Subnets=["subnet-1", "subnet-2"], SecurityGroups=["sg-1"], Runs=RUNS)
+def migration_event(url: str, kind: str = "Create") -> dict:
+    return event(url, kind, Cluster=CLUSTER, Subnets=["subnet-1", "subnet-2"], SecurityGroups=["sg-1"], Runs=RUNS)
 
 
-def test_migrations_run_each_service_once_and_succeed_when_both_exit_0(functions, cloudformation, monkeypatch):
+def test_migrations_run_one_service_after_the_other_and_succeed_when_both_exit_0(
+        functions, cloudformation, monkeypatch):
     url, answers = cloudformation
     module = functions["run_migrations"]
-    stubber = stubbed_ecs(monkeypatch, module, [
-        [task("langfuse-web", "RUNNING"), task("litellm", "STOPPED", 0)],
-        [task("langfuse-web", "STOPPED", 0), task("litellm", "STOPPED", 0)]])
+    web, litellm = RUNS
+    stubber = stubbed(monkeypatch, module, [
+        ("run", web),
+        ("describe", []),  # not yet visible to DescribeTasks: still running, not a success
+        ("describe", [task("langfuse-web", "RUNNING")]),
+        ("describe", [task("langfuse-web", "STOPPED", 0)]),
+        ("run", litellm),  # only once Langfuse's has exited: one Prisma lock, one holder
+        ("describe", [task("litellm", "STOPPED", 0)])])
     module.handler(migration_event(url), Context(900_000))
     stubber.assert_no_pending_responses()
     (answer,) = answers
     assert answer["Status"] == "SUCCESS" and answer["Data"] == {"Migrated": "langfuse-web,litellm"}
 
 
-def test_a_failed_migration_fails_the_deploy_naming_the_service_and_why(functions, cloudformation, monkeypatch):
+def test_a_failed_migration_fails_the_deploy_naming_the_service_and_why_and_runs_no_other(
+        functions, cloudformation, monkeypatch):
     url, answers = cloudformation
     module = functions["run_migrations"]
-    stubbed_ecs(monkeypatch, module, [[task("langfuse-web", "STOPPED", 1, "Essential container in task exited"),
-                                       task("litellm", "STOPPED", 0)]])
+    stubber = stubbed(monkeypatch, module, [
+        ("run", RUNS[0]), ("describe", [task("langfuse-web", "STOPPED", 1, "Essential container in task exited")])])
     module.handler(migration_event(url), Context(900_000))
+    stubber.assert_no_pending_responses()  # LiteLLM's never started
     (answer,) = answers
     assert answer["Status"] == "FAILED"
     assert answer["Reason"] == ("RuntimeError: langfuse-web migration exited 1 (Essential container in task exited); "
                                 "its log stream ends in langfuse-web-id")
 
 
-def test_migrations_still_running_when_the_function_runs_out_of_time_fail_instead_of_hanging(
+def test_a_migration_still_running_when_the_function_runs_out_of_time_fails_instead_of_hanging(
         functions, cloudformation, monkeypatch):
     url, answers = cloudformation
     module = functions["run_migrations"]
-    stubbed_ecs(monkeypatch, module, [[task("langfuse-web", "RUNNING"), task("litellm", "RUNNING")]])
+    stubbed(monkeypatch, module, [("run", RUNS[0]), ("describe", [task("langfuse-web", "RUNNING")])])
     module.handler(migration_event(url), Context(module.ANSWER_MARGIN_MS - 1))
     (answer,) = answers
-    assert answer["Status"] == "FAILED" and "still running when this function's time ran out" in answer["Reason"]
+    assert answer["Status"] == "FAILED"
+    assert "langfuse-web migration was still running when this function's time ran out" in answer["Reason"]
+
+
+def test_an_update_migrates_but_a_rollback_runs_no_migration(functions, cloudformation, monkeypatch):
+    url, answers = cloudformation
+    module = functions["run_migrations"]
+    stubber = stubbed(monkeypatch, module, [], stack_status="UPDATE_ROLLBACK_IN_PROGRESS")
+    module.handler({**migration_event(url, "Update"), "PhysicalResourceId": "Migrations"}, Context(900_000))
+    assert answers[-1]["Status"] == "SUCCESS" and answers[-1]["Data"]["Migrated"] == ""
+    assert len(stubber._queue) == 0
+    stubber = stubbed(monkeypatch, module, [("run", RUNS[0]), ("describe", [task("langfuse-web", "STOPPED", 0)]),
+                                            ("run", RUNS[1]), ("describe", [task("litellm", "STOPPED", 0)])],
+                      stack_status="UPDATE_IN_PROGRESS")
+    module.handler({**migration_event(url, "Update"), "PhysicalResourceId": "Migrations"}, Context(900_000))
+    stubber.assert_no_pending_responses()
+    assert answers[-1]["Status"] == "SUCCESS" and answers[-1]["Data"] == {"Migrated": "langfuse-web,litellm"}
 
 
 def test_deleting_the_stack_runs_no_migration(functions, cloudformation, monkeypatch):
     url, answers = cloudformation
     module = functions["run_migrations"]
-    stubber = stubbed_ecs(monkeypatch, module, [])
+    stubber = stubbed(monkeypatch, module, [("run", RUNS[0])])
     module.handler({**migration_event(url), "RequestType": "Delete", "PhysicalResourceId": "Migrations"},
                    Context(900_000))
     assert answers[0]["Status"] == "SUCCESS" and answers[0]["PhysicalResourceId"] == "Migrations"
-    assert len(stubber._queue) == 2  # the two run_task answers, never asked for
+    assert len(stubber._queue) == 1  # the run_task answer, never asked for

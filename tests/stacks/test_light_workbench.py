@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stacks.user_data import USER_DATA_LIMIT_BYTES, compressed_boot_script
-from tests.helpers import synth
+from tests.helpers import EC2_DESCRIPTION, security_group_descriptions, synth
 from tests.stacks.test_workbench_stack import instance_policy_statements, only, render_arn, resources
 from tests.userdata.boot_sandbox import Sandbox
 from workbench import bundle, contract, settings, team_contract
@@ -149,3 +149,9 @@ def test_the_user_data_fits_and_carries_the_light_settings_the_boot_reads(light_
     # The box's bounds (tests/stacks/test_workbench_stack.py): the wait handle's URL, then names and imports.
     resolved = sum(1200 if p == {"Ref": handle_id} else 200 for p in parts if not isinstance(p, str))
     assert literal + resolved < USER_DATA_LIMIT_BYTES, literal + resolved
+
+
+def test_every_security_group_and_rule_description_is_one_ec2_accepts(light_json, default_json):
+    for template in (light_json, default_json):
+        descriptions = security_group_descriptions(template)
+        assert descriptions and [text for text in descriptions if not EC2_DESCRIPTION.fullmatch(text)] == []

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import EC2_DESCRIPTION, security_group_descriptions
 from workbench import services, settings
 from workbench.secrets import SECRETS
 
@@ -207,3 +208,26 @@ def test_no_secret_value_is_in_the_template(team_json):
         assert marker not in text
     for secret in resources(team_json, "AWS::SecretsManager::Secret").values():
         assert "SecretString" not in secret["Properties"]
+
+
+def test_every_security_group_and_rule_description_is_one_ec2_accepts(team_json):
+    descriptions = security_group_descriptions(team_json)
+    assert len(descriptions) > 30  # the groups and every rule between the services
+    assert [text for text in descriptions if not EC2_DESCRIPTION.fullmatch(text)] == []
+
+
+def test_langfuse_is_reached_only_from_the_access_host_and_litellm_and_litellm_from_the_vpc(team_json):
+    (balancer,) = resources(team_json, "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    (group_ref,) = balancer["Properties"]["SecurityGroups"]
+    group_id = group_ref["Fn::GetAtt"][0]
+    inbound = [rule["Properties"] for rule in resources(team_json, "AWS::EC2::SecurityGroupIngress").values()
+               if rule["Properties"]["GroupId"] == {"Fn::GetAtt": [group_id, "GroupId"]}]
+    inbound += team_json["Resources"][group_id]["Properties"].get("SecurityGroupIngress", [])
+    by_port = {}
+    for rule in inbound:
+        source = rule.get("CidrIp") or rule["SourceSecurityGroupId"]["Fn::GetAtt"][0]
+        by_port.setdefault(rule["FromPort"], []).append(source)
+    (vpc_id,) = resources(team_json, "AWS::EC2::VPC")
+    assert by_port[4000] == [{"Fn::GetAtt": [vpc_id, "CidrBlock"]}]
+    assert sorted(by_port[3000]) == sorted(key for key in resources(team_json, "AWS::EC2::SecurityGroup")
+                                           if key.startswith(("AccessSecurityGroup", "GatewayLitellmSecurityGroup")))
