@@ -47,7 +47,7 @@ class TeamGatewayStack(Stack):
                                   purpose="LiteLLM's limits and key cache", token=secrets.caches["litellm-cache"],
                                   policy=None)
         clickhouse = ClickHouseHost(self, "ClickHouse", settings=settings, team=team, network=network,
-                                    derived_secret=secrets.derived)
+                                    password_secret=secrets.clickhouse)
         clickhouse.instance.node.add_dependency(secrets.derivation)
         storage = LangfuseBlobStorage(self, "BlobStorage")
         with tempfile.TemporaryDirectory(prefix="workbench-team-config-") as scratch:

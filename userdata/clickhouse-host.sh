@@ -32,7 +32,7 @@ DATA_MOUNT=$ROOT/var/lib/workbench-data
 DATA_LABEL=clickhouse  # an XFS label holds at most 12 characters
 PROJECT=clickhouse
 SERVICE=clickhouse
-REQUIRED_SETTINGS=(DATA_VOLUME_ID AWS_REGION DERIVED_SECRET_ARN COMPOSE_VERSION COMPOSE_SHA256_X86_64
+REQUIRED_SETTINGS=(DATA_VOLUME_ID AWS_REGION CLICKHOUSE_SECRET_ARN COMPOSE_VERSION COMPOSE_SHA256_X86_64
   COMPOSE_SHA256_AARCH64 AMAZON_LINUX_RELEASE WAIT_HANDLE_URL)
 BOOT_DEADLINE_SECONDS=${WORKBENCH_BOOT_DEADLINE_SECONDS:-1680}  # signal before the stack's 30 min
 DATA_WAIT_SECONDS=${WORKBENCH_DATA_WAIT_SECONDS:-300}
@@ -282,8 +282,8 @@ phase_config() {
   # through variables and pipes only: never an argument (any local user reads those in /proc), a
   # log line or a file other than the env file.
   secret_string=$(retry_secret aws --cli-connect-timeout 10 --cli-read-timeout 60 --region "$AWS_REGION" \
-    secretsmanager get-secret-value --secret-id "$DERIVED_SECRET_ARN" --query SecretString --output text) ||
-    fail "cannot read the team gateway's derived secret $DERIVED_SECRET_ARN"
+    secretsmanager get-secret-value --secret-id "$CLICKHOUSE_SECRET_ARN" --query SecretString --output text) ||
+    fail "cannot read ClickHouse's secret $CLICKHOUSE_SECRET_ARN"
   CLICKHOUSE_PASSWORD=$(printf '%s' "$secret_string" | python3 -c '
 import json, sys
 try:
@@ -292,7 +292,7 @@ except ValueError:
     sys.exit("the secret string is not JSON")
 if not isinstance(value, str) or not value or "\n" in value:
     sys.exit("the secret has no CLICKHOUSE_PASSWORD field")
-print(value)' 2>"$STATE_DIR/last-output") || fail "cannot take CLICKHOUSE_PASSWORD from $DERIVED_SECRET_ARN"
+print(value)' 2>"$STATE_DIR/last-output") || fail "cannot take CLICKHOUSE_PASSWORD from $CLICKHOUSE_SECRET_ARN"
   unset secret_string
   content=$(<"$ENV_TEMPLATE")
   content=${content//"{{CLICKHOUSE_PASSWORD}}"/"$CLICKHOUSE_PASSWORD"}

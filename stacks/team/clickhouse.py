@@ -35,7 +35,7 @@ ROOT_VOLUME_GIB = 12
 
 class ClickHouseHost(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, team: TeamSettings,
-                 network: TeamNetwork, derived_secret: secretsmanager.ISecret) -> None:
+                 network: TeamNetwork, password_secret: secretsmanager.ISecret) -> None:
         super().__init__(scope, construct_id)
         shape = instance_types.describe(team.clickhouse_instance_type)
         what = f"AI Coding Workbench team gateway {team.name}: ClickHouse"
@@ -51,12 +51,12 @@ class ClickHouseHost(Construct):
         acknowledge(self.role, "AwsSolutions-IAM5[Resource::*]",
                     "ssmmessages and ec2messages actions have no resource type (Service Authorization "
                     "Reference); with instance credentials they carry only this instance's own sessions.")
-        derived_secret.grant_read(self.role)
+        password_secret.grant_read(self.role)
         versions = settings.versions
         deployment = {
             "DATA_VOLUME_ID": self.data.volume_id,
             "AWS_REGION": Aws.REGION,
-            "DERIVED_SECRET_ARN": derived_secret.secret_arn,
+            "CLICKHOUSE_SECRET_ARN": password_secret.secret_arn,
             "COMPOSE_VERSION": versions.compose,
             "COMPOSE_SHA256_X86_64": versions.compose_sha256["x86_64"],
             "COMPOSE_SHA256_AARCH64": versions.compose_sha256["aarch64"],

@@ -81,20 +81,25 @@ class TeamSecrets(Construct):
             self, "Derived",
             description=f"{what}: the values derived from its seed (workbench/secrets.py), one JSON field each",
         )
+        # The one value ClickHouse's host needs, apart from the others (derive_secrets.py).
+        self.clickhouse = secretsmanager.Secret(
+            self, "ClickHouse", description=f"{what}: ClickHouse's password, derived from its seed")
         function = custom_resource_function(
             self, "DeriveFunction", handler="derive_secrets.handler", timeout=Duration.minutes(1),
             description=f"{what}: derives its passwords and keys from the seed into the derived secret")
         self.seed.grant_read(function)
         self.derived.grant_write(function)
+        self.clickhouse.grant_write(function)
         derivation_source = Path(derivation.__file__).read_bytes()
         self.derivation = CustomResource(
             self, "Derivation", service_token=function.function_arn,
             properties={"SeedArn": self.seed.secret_arn, "DerivedArn": self.derived.secret_arn,
+                        "ClickHouseArn": self.clickhouse.secret_arn,
                         # Derived again when the list of values changes.
                         "DerivationSha256": hashlib.sha256(derivation_source).hexdigest()},
         )
         self.caches = {name: self._cache_token(name, what) for name in ("langfuse-cache", "litellm-cache")}
-        for secret in (self.seed, self.derived, *self.caches.values()):
+        for secret in (self.seed, self.derived, self.clickhouse, *self.caches.values()):
             acknowledge(secret, "AwsSolutions-SMG4",
                         "Langfuse and LiteLLM encrypt stored data with values derived from the seed, and the "
                         "caches' tokens are read at task start: a rotation would break decryption and running "

@@ -73,11 +73,16 @@ def test_derivation_writes_every_value_the_box_derives_into_the_derived_secret(f
     url, answers = cloudformation
     seed = aws.create_secret(Name="seed", SecretString=json.dumps({"seed": SEED}))["ARN"]
     derived = aws.create_secret(Name="derived", SecretString="placeholder")["ARN"]
-    functions["derive_secrets"].handler(event(url, "Create", SeedArn=seed, DerivedArn=derived), None)
+    clickhouse = aws.create_secret(Name="clickhouse", SecretString="placeholder")["ARN"]
+    functions["derive_secrets"].handler(event(url, "Create", SeedArn=seed, DerivedArn=derived,
+                                              ClickHouseArn=clickhouse), None)
     (answer,) = answers
     assert answer["Status"] == "SUCCESS" and answer["NoEcho"] is True
     values = json.loads(aws.get_secret_value(SecretId=derived)["SecretString"])
     assert values == {spec.env_name: derivation.derive(SEED, spec) for spec in derivation.SECRETS}
+    # ClickHouse's host gets its password and nothing else (not LiteLLM's master key, not Langfuse's).
+    assert json.loads(aws.get_secret_value(SecretId=clickhouse)["SecretString"]) == {
+        "CLICKHOUSE_PASSWORD": values["CLICKHOUSE_PASSWORD"]}
     assert not any(value in json.dumps(answer) for value in values.values())  # nothing derived in the answer
 
 

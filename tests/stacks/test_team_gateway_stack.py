@@ -231,3 +231,16 @@ def test_langfuse_is_reached_only_from_the_access_host_and_litellm_and_litellm_f
     assert by_port[4000] == [{"Fn::GetAtt": [vpc_id, "CidrBlock"]}]
     assert sorted(by_port[3000]) == sorted(key for key in resources(team_json, "AWS::EC2::SecurityGroup")
                                            if key.startswith(("AccessSecurityGroup", "GatewayLitellmSecurityGroup")))
+
+
+def test_clickhouses_host_reads_its_own_password_and_no_other_secret(team_json):
+    secrets = resources(team_json, "AWS::SecretsManager::Secret")
+    (clickhouse_secret,) = [key for key in secrets if key.startswith("SecretsClickHouse")]
+    (role_id,) = [key for key in resources(team_json, "AWS::IAM::Role") if key.startswith("ClickHouseRole")]
+    statements = [statement for policy in resources(team_json, "AWS::IAM::Policy").values()
+                  if {"Ref": role_id} in policy["Properties"]["Roles"]
+                  for statement in policy["Properties"]["PolicyDocument"]["Statement"]]
+    read = [statement["Resource"] for statement in statements
+            if any(str(action).startswith("secretsmanager:") for action in
+                   (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]))]
+    assert read == [{"Ref": clickhouse_secret}]

@@ -35,7 +35,7 @@ DATA_VOLUME_ID = "vol-0fedcba9876543210"
 DATA_DEVICE = f"nvme-Amazon_Elastic_Block_Store_{DATA_VOLUME_ID.replace('-', '')}"
 SEED = "ClickHouseHostTestSeed0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
 VOLUME_BYTES = 320 * 2**20  # XFS's smallest file system; sparse
-DERIVED_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:TeamDerivedSecrets-AbCdEf"
+CLICKHOUSE_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:TeamClickHouseSecret-AbCdEf"
 PHASES = ["preflight", "data-volume", "docker", "config", "service", "health"]
 # What the user data writes next to the script (the lead's stacks/team/clickhouse.py renders the real
 # one from the box's compose service); the script only hands it to `docker compose --file`.
@@ -56,9 +56,9 @@ volumes:
 """
 
 
-def derived_secret_string() -> str:
-    """The derived secret's SecretString, as the team gateway's custom resource puts it: its own derive()
-    with a Secrets Manager client that hands out the seed and keeps what is put."""
+def derived_secret_strings() -> dict[str, str]:
+    """The derived secret's and ClickHouse's secret's SecretStrings, as the team gateway's custom resource
+    puts them: its own derive() with a Secrets Manager client that hands out the seed and keeps what is put."""
     functions = ROOT / "assets" / "team" / "functions"
     sys.modules.setdefault("workbench_secrets", workbench_secrets)  # shipped next to it as workbench_secrets.py
     sys.path.insert(0, str(functions))
@@ -75,14 +75,17 @@ def derived_secret_string() -> str:
             return {"SecretString": json.dumps({"seed": SEED})}
 
         def put_secret_value(self, SecretId, SecretString):
-            put["value"] = SecretString
+            put[SecretId] = SecretString
 
     module.boto3 = type("Boto3", (), {"client": staticmethod(lambda service: SecretsManager())})
-    module.derive({"RequestType": "Create", "ResourceProperties": {"SeedArn": "seed", "DerivedArn": "derived"}})
-    return put["value"]
+    module.derive({"RequestType": "Create", "ResourceProperties": {"SeedArn": "seed", "DerivedArn": "derived",
+                                                                   "ClickHouseArn": "clickhouse"}})
+    return put
 
 
-DERIVED = json.loads(derived_secret_string())
+SECRET_STRINGS = derived_secret_strings()
+DERIVED = json.loads(SECRET_STRINGS["derived"])  # every value: none may leak on the host
+CLICKHOUSE_SECRET = json.loads(SECRET_STRINGS["clickhouse"])  # the only one the host may read
 PASSWORD = DERIVED["CLICKHOUSE_PASSWORD"]
 
 
@@ -102,7 +105,7 @@ class Host:
         self.deployment = {
             "DATA_VOLUME_ID": DATA_VOLUME_ID,
             "AWS_REGION": "us-east-1",
-            "DERIVED_SECRET_ARN": DERIVED_SECRET_ARN,
+            "CLICKHOUSE_SECRET_ARN": CLICKHOUSE_SECRET_ARN,
             "COMPOSE_VERSION": "2.40.3",
             "COMPOSE_SHA256_X86_64": FAKE_COMPOSE_SHA256,
             "COMPOSE_SHA256_AARCH64": FAKE_COMPOSE_SHA256,
@@ -129,8 +132,8 @@ class Host:
             assert found, f"{program} is missing: make test installs it (TEST_COMMANDS)"
             (real / program).write_text(f'#!/bin/sh\nprintf "%s %s\\n" {program} "$*" >>"$STUB_CALLS"\nexec {found} "$@"\n')
             (real / program).chmod(0o755)
-        secret_file = root.parent / f"{root.name}-derived-secret.json"  # the service's, outside the host
-        secret_file.write_text(json.dumps(DERIVED))
+        secret_file = root.parent / f"{root.name}-clickhouse-secret.json"  # the service's, outside the host
+        secret_file.write_text(json.dumps(CLICKHOUSE_SECRET))
         self.env = {
             "PATH": f"{real}:{HOST_STUBS}:{STUBS}:{os.environ['PATH']}",
             "HOME": str(root),
@@ -293,7 +296,7 @@ def test_every_network_call_is_bounded(booted):
         assert "--connect-timeout 10" in call and "--max-time " in call, call
     (aws,) = host.calls_of("aws")
     assert aws == (f"aws --cli-connect-timeout 10 --cli-read-timeout 60 --region us-east-1 secretsmanager "
-                   f"get-secret-value --secret-id {DERIVED_SECRET_ARN} --query SecretString --output text")
+                   f"get-secret-value --secret-id {CLICKHOUSE_SECRET_ARN} --query SecretString --output text")
 
 
 def test_a_second_run_changes_nothing_and_signals_once(host):
@@ -347,10 +350,10 @@ def test_a_compose_download_that_does_not_match_its_sha256_fails_the_docker_phas
 
 
 @pytest.mark.parametrize("change, stub_env, reason", [
-    ({"DERIVED_SECRET_ARN": None, "COMPOSE_VERSION": ""}, {},
-     "phase preflight: {root}/etc/workbench/deployment.env does not set DERIVED_SECRET_ARN COMPOSE_VERSION"),
+    ({"CLICKHOUSE_SECRET_ARN": None, "COMPOSE_VERSION": ""}, {},
+     "phase preflight: {root}/etc/workbench/deployment.env does not set CLICKHOUSE_SECRET_ARN COMPOSE_VERSION"),
     ({}, {"STUB_SECRETS_DENIED": "1"},
-     f"phase config: cannot read the team gateway's derived secret {DERIVED_SECRET_ARN} | output: An error occurred "
+     f"phase config: cannot read ClickHouse's secret {CLICKHOUSE_SECRET_ARN} | output: An error occurred "
      "(AccessDeniedException) when calling the GetSecretValue operation"),
     ({}, {"STUB_CLICKHOUSE_HEALTH": "unhealthy"},
      "phase service: docker compose up failed for {root}/etc/workbench/clickhouse/compose.yaml | output:  Container "
@@ -374,7 +377,7 @@ def test_a_secret_without_the_password_or_a_template_with_an_unknown_placeholder
     secret_file = Path(host.env["STUB_DERIVED_SECRET"])
     secret_file.write_text(json.dumps({k: v for k, v in DERIVED.items() if k != "CLICKHOUSE_PASSWORD"}))
     assert host.run().returncode != 0
-    assert host.signals[-1]["Reason"] == (f"phase config: cannot take CLICKHOUSE_PASSWORD from {DERIVED_SECRET_ARN} | "
+    assert host.signals[-1]["Reason"] == (f"phase config: cannot take CLICKHOUSE_PASSWORD from {CLICKHOUSE_SECRET_ARN} | "
                                           "output: the secret has no CLICKHOUSE_PASSWORD field ")
     secret_file.write_text(json.dumps(DERIVED))
     host.template.write_text(host.template.read_text() + "CLICKHOUSE_EXTRA={{CLICKHOUSE_EXTRA}}\n")

@@ -13,6 +13,8 @@ import boto3
 import workbench_secrets as derivation
 from custom_resource import answer
 
+CLICKHOUSE_VALUES = ("CLICKHOUSE_PASSWORD",)
+
 
 def derive(event: dict[str, Any]) -> dict[str, str]:
     if event["RequestType"] == "Delete":  # the derived secret goes with the stack; the seed stays
@@ -22,6 +24,10 @@ def derive(event: dict[str, Any]) -> dict[str, str]:
     seed = derivation.seed_of(client.get_secret_value(SecretId=properties["SeedArn"])["SecretString"])
     values = {spec.env_name: derivation.derive(seed, spec) for spec in derivation.SECRETS}
     client.put_secret_value(SecretId=properties["DerivedArn"], SecretString=json.dumps(values))
+    # ClickHouse's host reads its password from a secret of its own: the derived one also holds LiteLLM's
+    # master key and Langfuse's, which a host running a third-party image has no use for.
+    client.put_secret_value(SecretId=properties["ClickHouseArn"], SecretString=json.dumps(
+        {name: values[name] for name in CLICKHOUSE_VALUES}))
     return {"Names": ",".join(sorted(values))}
 
 
