@@ -23,7 +23,9 @@ class LangfuseBlobStorage(Construct):
     tunnel; CORS admits the tunnelled Langfuse origin only.
     """
 
-    def __init__(self, scope: Construct, construct_id: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, keep_on_destroy: bool = False) -> None:
+        """`keep_on_destroy`: a team gateway's, whose Langfuse's events, media and exports nothing copies
+        elsewhere before a destroy (a box mirrors its media and exports onto its data volume)."""
         super().__init__(scope, construct_id)
         self.bucket = s3.Bucket(
             self,
@@ -50,9 +52,10 @@ class LangfuseBlobStorage(Construct):
                     max_age=3000,
                 )
             ],
-            # `cdk destroy` takes the workbench away completely, traces included.
-            removal_policy=RemovalPolicy.DESTROY,
-            auto_delete_objects=True,
+            # A box's `cdk destroy` takes it away completely: its media and exports are on the data
+            # volume's final snapshot (blob-mirror.sh). A team gateway's bucket stays, with all of them.
+            removal_policy=RemovalPolicy.RETAIN if keep_on_destroy else RemovalPolicy.DESTROY,
+            auto_delete_objects=not keep_on_destroy,
         )
         no_access_logs = (
             "Only the workbench's own roles read and write this bucket (Langfuse event "

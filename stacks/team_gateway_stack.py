@@ -49,7 +49,7 @@ class TeamGatewayStack(Stack):
         clickhouse = ClickHouseHost(self, "ClickHouse", settings=settings, team=team, network=network,
                                     password_secret=secrets.clickhouse)
         clickhouse.instance.node.add_dependency(secrets.derivation)
-        storage = LangfuseBlobStorage(self, "BlobStorage")
+        storage = LangfuseBlobStorage(self, "BlobStorage", keep_on_destroy=True)
         with tempfile.TemporaryDirectory(prefix="workbench-team-config-") as scratch:
             config = Path(scratch) / "litellm-config.yaml"
             config.write_text(bundle.team_litellm_config(settings))
@@ -119,6 +119,8 @@ class TeamGatewayStack(Stack):
         output(team_contract.CLICKHOUSE_VOLUME_ID, clickhouse.data.volume_id,
                "ClickHouse's data volume: `make destroy-team` leaves its final snapshot")
         output(team_contract.CLICKHOUSE_BOOT_REPORT, clickhouse.signal.report, "ClickHouse host boot report")
+        output(team_contract.BLOB_BUCKET, storage.bucket.bucket_name,
+               "Langfuse's events, media and exports: `make destroy-team` keeps the bucket")
         acknowledge(self, "CloudFormation-Validate::F6101",
                     "A wait condition's Data is a JSON object that CloudFormation renders as a string in an "
                     "output; AWS's own WaitCondition example outputs it the same way.")

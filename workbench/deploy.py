@@ -194,8 +194,10 @@ def dangerous_changes(changes: list[dict]) -> list[str]:
                          for d in resource.get("Details", []) if d.get("Target")} - {None})
         because = f" (because of {', '.join(causes)})" if causes else ""
         replaced = action == "Remove" or resource.get("Replacement") in REPLACING
-        # A team gateway's Aurora cluster holds Langfuse's and LiteLLM's databases.
-        if kind in ("AWS::EC2::Instance", "AWS::S3::Bucket", "AWS::EC2::Volume", "AWS::RDS::DBCluster") and replaced:
+        # A team gateway's Aurora cluster holds Langfuse's and LiteLLM's databases, its Langfuse cache the
+        # queued events not yet written to ClickHouse.
+        if kind in ("AWS::EC2::Instance", "AWS::S3::Bucket", "AWS::EC2::Volume", "AWS::RDS::DBCluster",
+                    "AWS::ElastiCache::ReplicationGroup") and replaced:
             found.append(f"{kind} {logical_id} would be {'removed' if action == 'Remove' else 'replaced'}{because}")
         elif kind == "AWS::SecretsManager::Secret" and action in ("Modify", "Remove"):
             found.append(f"secret {logical_id} would be {'removed' if action == 'Remove' else 'changed'}{because}")

@@ -74,6 +74,10 @@ def destroy(argv: list[str], say=terminal.say) -> int:
             say(f"destroy-team: ClickHouse's traces are kept in snapshot {snapshot.snapshot_id} ({snapshot.state}; at "
                 f"most USD {snapshot.volume_gib * snapshots.USD_PER_GIB_MONTH:.2f} a month); delete it with "
                 f"aws ec2 delete-snapshot --snapshot-id {snapshot.snapshot_id}")
+    bucket = outputs.get(team_contract.BLOB_BUCKET)
+    if bucket:
+        say(f"destroy-team: Langfuse's events, media and exports are kept in bucket {bucket}; delete it with "
+            f"aws s3 rb s3://{bucket} --force once no restore needs it")
     seed = outputs.get(team_contract.SEED_SECRET_ARN)
     if seed:
         say(f"destroy-team: the seed secret {seed} is kept (Langfuse's stored data is encrypted with values derived "

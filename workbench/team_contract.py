@@ -14,6 +14,7 @@ LITELLM_MODELS = "LiteLLMModels"
 DATABASE_CLUSTER = "DatabaseCluster"
 CLICKHOUSE_VOLUME_ID = "ClickHouseVolumeId"
 CLICKHOUSE_BOOT_REPORT = "ClickHouseBootReport"
+BLOB_BUCKET = "BlobBucket"
 # Exports a light workbench (`gateway: team`) imports: it joins the team's VPC in its first public
 # subnet and calls LiteLLM at the load balancer. Each export's name is the stack's name, a dash, the key.
 EXPORT_VPC_ID = "VpcId"

@@ -10,6 +10,9 @@ MIN_DATA_GIB=8
 # Cline on the team's LiteLLM; its base URL and key are the team's, set again on every boot.
 CLINE_LITELLM_URL=$GATEWAY_URL
 CLINE_SEED_MODE=managed
+# The metadata firewall (apply_metadata_firewall) needs iptables, which Amazon Linux 2023's image lacks:
+# the box gets iptables-nft with Docker, which a light box does not install.
+CODING_TOOLS+=(iptables-nft)
 # What this box serves: code-server. The gateway is reported (`workbench status`), never waited for.
 light_checks=()
 for light_check in "${HEALTH_CHECKS[@]}"; do

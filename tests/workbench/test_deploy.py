@@ -60,9 +60,14 @@ def test_replacing_a_team_gateways_aurora_cluster_is_dangerous_and_scaling_it_is
         change("AWS::RDS::DBCluster", "DatabaseCluster5B53A178", replacement="True", causes=["DBSubnetGroupName"]),
         change("AWS::RDS::DBCluster", "DatabaseCluster5B53A178", causes=["ServerlessV2ScalingConfiguration"]),
         change("AWS::RDS::DBInstance", "DatabaseClusterReader78FE9854", replacement="True", causes=["DBInstanceClass"]),
+        change("AWS::ElastiCache::ReplicationGroup", "LangfuseCacheReplicationGroup", replacement="True",
+               causes=["TransitEncryptionEnabled"]),
+        change("AWS::ElastiCache::ReplicationGroup", "LangfuseCacheReplicationGroup", causes=["CacheNodeType"]),
     ]
     assert deploy.dangerous_changes(changes) == [
-        "AWS::RDS::DBCluster DatabaseCluster5B53A178 would be replaced (because of DBSubnetGroupName)"]
+        "AWS::RDS::DBCluster DatabaseCluster5B53A178 would be replaced (because of DBSubnetGroupName)",
+        "AWS::ElastiCache::ReplicationGroup LangfuseCacheReplicationGroup would be replaced (because of "
+        "TransitEncryptionEnabled)"]
 
 
 def test_a_growing_data_volume_is_harmless():

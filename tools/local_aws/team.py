@@ -106,7 +106,7 @@ def verify_team(endpoint: str, settings: workbench_settings.Settings) -> dict[st
                         team_contract.SEED_SECRET_ARN, team_contract.DERIVED_SECRET_ARN,
                         team_contract.LANGFUSE_ADMIN_EMAIL, team_contract.LITELLM_MODELS,
                         team_contract.DATABASE_CLUSTER, team_contract.CLICKHOUSE_VOLUME_ID,
-                        team_contract.CLICKHOUSE_BOOT_REPORT)
+                        team_contract.CLICKHOUSE_BOOT_REPORT, team_contract.BLOB_BUCKET)
     check(all(outputs.get(name) for name in contract_outputs),
           f"the stack's outputs: {', '.join(contract_outputs)} (missing {set(contract_outputs) - set(outputs)})")
     check(outputs[team_contract.REGION] == REGION
@@ -312,7 +312,9 @@ def verify_destroyed(endpoint: str, settings: workbench_settings.Settings, outpu
     check(secrets == [outputs[team_contract.SEED_SECRET_ARN]] and outputs[team_contract.SEED_SECRET_ARN] in output,
           f"the seed secret is the only secret left (RemovalPolicy RETAIN), named in the output ({secrets})")
     buckets = [b["Name"] for b in client("s3").list_buckets()["Buckets"] if not b["Name"].startswith("cdk-")]
-    check(buckets == [], f"no bucket left but CDK's bootstrap bucket ({buckets})")
+    check(buckets == [outputs[team_contract.BLOB_BUCKET]] and outputs[team_contract.BLOB_BUCKET] in output,
+          f"Langfuse's blob bucket is the only bucket left but CDK's bootstrap bucket (RemovalPolicy RETAIN), named "
+          f"in the output ({buckets})")
 
 
 def round_trip(workdir: Path) -> float:
