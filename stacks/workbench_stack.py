@@ -76,56 +76,45 @@ class WorkbenchStack(Stack):
         boot.grant_read(instance.role)
         secrets.grant_read(instance.role)
 
-        def output(name: str, value: str, description: str) -> None:
-            CfnOutput(self, name, value=value, description=description)
-
-        instance_id = instance.ec2.instance_id
-        output(contract.INSTANCE_ID, instance_id, "The workbench's EC2 instance")
-        output(contract.REGION, Aws.REGION, "Region of the workbench")
-        output(contract.LITELLM_MODELS, ",".join(m.name for m in settings.models),
-               "Model names the team gateway serves (what Cline asks for)")
-        service, port = "VS Code", contract.SERVICE_PORTS["VS Code"]
-        output(contract.port_forward_output(service), contract.port_forward_command(instance_id, port, Aws.REGION),
-               f"Run locally, keep it open, then browse the {service} URL")
-        output(contract.url_output(service), contract.service_url(service, port), f"{service} through the tunnel")
-        output(contract.SECRET_ARN, secrets.arn,
-               "Secrets Manager ARN of the seed of the VS Code password (see workbench credentials)")
-        output(contract.DATA_VOLUME_ID, data.volume_id,
-               "The data volume; `make destroy` leaves a snapshot of it (see workbench list)")
-        output(contract.BOOT_REPORT, boot.signal.report, "Boot time-to-ready and phase seconds")
-        output(contract.TEAM_GATEWAY, team, "The team gateway this workbench's Cline calls")
-        output(contract.GATEWAY_URL, team_contract.gateway_url(gateway_host), "Cline's base URL: the team's LiteLLM")
-        output(contract.USER_SECRET_NAME, user_secret,
-               f"The person's key on the team gateway (`workbench team add-user {settings.name}` creates it)")
-        acknowledge(
-            self,
-            "CloudFormation-Validate::F6101",
-            "A wait condition's Data is a JSON object that CloudFormation renders as a string in an "
-            "output; AWS's own WaitCondition example outputs it the same way.",
-        )
+        self._outputs(settings, instance.ec2.instance_id, secrets, boot, data, services=("VS Code",),
+                      models_served_by="the team gateway", seed_of="the VS Code password", extra={
+                          contract.TEAM_GATEWAY: (team, "The team gateway this workbench's Cline calls"),
+                          contract.GATEWAY_URL: (team_contract.gateway_url(gateway_host),
+                                                 "Cline's base URL: the team's LiteLLM"),
+                          contract.USER_SECRET_NAME: (user_secret, "The person's key on the team gateway "
+                                                      f"(`workbench team add-user {settings.name}` creates it)")})
 
     def _outputs(self, settings: Settings, instance_id: str, secrets: WorkbenchSecrets, boot: BootPackage,
-                 data: DataVolume) -> None:
+                 data: DataVolume, *, services: tuple[str, ...] = tuple(contract.SERVICE_PORTS),
+                 models_served_by: str = "LiteLLM", seed_of: str = "every password and key",
+                 extra: dict[str, tuple[str, str]] | None = None) -> None:
+        """The stack's outputs (workbench/contract.py); a light workbench's name only VS Code among the
+        services, and add `extra`: where its Cline's gateway and key are."""
         def output(name: str, value: str, description: str) -> None:
             CfnOutput(self, name, value=value, description=description)
 
         output(contract.INSTANCE_ID, instance_id, "The workbench's EC2 instance")
         output(contract.REGION, Aws.REGION, "Region of the workbench")
-        output(contract.LANGFUSE_ADMIN_EMAIL, settings.langfuse_admin_email, "Langfuse admin login")
+        if extra is None:
+            output(contract.LANGFUSE_ADMIN_EMAIL, settings.langfuse_admin_email, "Langfuse admin login")
         output(contract.LITELLM_MODELS, ",".join(m.name for m in settings.models),
-               "Model names LiteLLM serves (what Cline asks for)")
-        output(contract.BEDROCK_MODELS, json.dumps([{"name": m.name, "model_id": m.model_id, "region": m.region}
-                                                    for m in settings.models], separators=(",", ":")),
-               "What each model name calls in Bedrock (for workbench status)")
-        for service, port in contract.SERVICE_PORTS.items():
+               f"Model names {models_served_by} serves (what Cline asks for)")
+        if extra is None:
+            output(contract.BEDROCK_MODELS, json.dumps([{"name": m.name, "model_id": m.model_id, "region": m.region}
+                                                        for m in settings.models], separators=(",", ":")),
+                   "What each model name calls in Bedrock (for workbench status)")
+        for service in services:
+            port = contract.SERVICE_PORTS[service]
             output(contract.port_forward_output(service), contract.port_forward_command(instance_id, port, Aws.REGION),
                    f"Run locally, keep it open, then browse the {service} URL")
             output(contract.url_output(service), contract.service_url(service, port), f"{service} through the tunnel")
         output(contract.SECRET_ARN, secrets.arn,
-               "Secrets Manager ARN of the seed of every password and key (see workbench credentials)")
+               f"Secrets Manager ARN of the seed of {seed_of} (see workbench credentials)")
         output(contract.DATA_VOLUME_ID, data.volume_id,
                "The data volume; `make destroy` leaves a snapshot of it (see workbench list)")
         output(contract.BOOT_REPORT, boot.signal.report, "Boot time-to-ready and phase seconds")
+        for name, (value, description) in (extra or {}).items():
+            output(name, value, description)
         acknowledge(
             self,
             "CloudFormation-Validate::F6101",
