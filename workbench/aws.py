@@ -42,6 +42,11 @@ class Deployment:
         return self.outputs[contract.SECRET_ARN]
 
     @property
+    def team_gateway(self) -> str | None:
+        """The team gateway a light workbench (gateway: team) calls; None for a box with its own services."""
+        return self.outputs.get(contract.TEAM_GATEWAY)
+
+    @property
     def bedrock_models(self) -> list[Model]:
         """The models the stack was deployed with (empty for a stack older than that output)."""
         return [Model(**entry) for entry in json.loads(self.outputs.get(contract.BEDROCK_MODELS, "[]"))]

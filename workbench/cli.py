@@ -51,6 +51,17 @@ def cmd_credentials(aws: WorkbenchAws, args) -> int:
         return derive(seed, BY_KEY[key])
 
     models = deployment.outputs.get(contract.LITELLM_MODELS, "").split(",")
+    if deployment.team_gateway is not None:  # a light workbench: VS Code here, Langfuse and LiteLLM the team's
+        say(f"VS Code       {urls['VS Code']}")
+        say(f"  password    {secret('code-server-password')}")
+        say(f"Cline (set up on the box at boot with {deployment.name}'s own key on the team gateway "
+            f"{deployment.team_gateway})")
+        say("  API Provider  LiteLLM")
+        say(f"  Base URL      {deployment.outputs.get(contract.GATEWAY_URL, '(see the stack outputs)')}")
+        say(f"  API Key       in {deployment.outputs.get(contract.USER_SECRET_NAME, 'its user secret')}")
+        say(f"  Model         {models[0]}")
+        say("Langfuse and the team's LiteLLM: `workbench team connect`, `workbench team credentials` (the operator)")
+        return 0
     say(f"Langfuse      {urls['Langfuse']}")
     say(f"  login       {deployment.outputs.get(contract.LANGFUSE_ADMIN_EMAIL, '(see workbench.yaml)')}")
     say(f"  password    {secret('langfuse-admin-password')}")

@@ -188,11 +188,14 @@ def connect_team(aws: WorkbenchAws, access_instance_id: str, gateway_host: str, 
 
 def connect(aws: WorkbenchAws, deployment: Deployment, port_offset: int, say: Callable[[str], None]) -> None:
     require_tools()
-    forwards = plan(port_offset)
+    # A light workbench serves VS Code only; its Langfuse and LiteLLM are the team's (`workbench team connect`).
+    forwards = [forward for forward in plan(port_offset)
+                if deployment.team_gateway is None or forward.service == "VS Code"]
     check_local_ports(forwards)
     wait_until_reachable(aws, deployment.instance_id, say)
     start_forwards(aws, deployment.instance_id, forwards)
-    say(f"workbench {deployment.name} ({deployment.region}) connected; Ctrl-C closes all three:")
+    say(f"workbench {deployment.name} ({deployment.region}) connected; Ctrl-C closes "
+        + ("all three:" if len(forwards) == 3 else "it:"))
     for forward in forwards:
         say(f"  {forward.service:<9} {forward.url}")
     hold(forwards)

@@ -603,3 +603,39 @@ def test_python_dash_m_workbench_help_works_with_a_broken_settings_file(tmp_path
                             cwd=checkout, env={**os.environ, "PYTHONPATH": str(checkout)})
     assert result.returncode == 0, result.stderr
     assert "credentials" in result.stdout
+
+
+def light_workbench(name: str) -> str:
+    """A light workbench's stack as moto knows it: the box's outputs without Langfuse's, plus its gateway's."""
+    return deploy_fake_workbench(name, TeamGateway="default", GatewayUrl="http://internal-gw.elb.amazonaws.com:4000",
+                                 UserSecretName=f"ai-workbench-team-default/users/{name}")
+
+
+def test_credentials_of_a_light_workbench_print_vs_code_and_where_clines_key_is_not_the_boxs_keys(aws_env, capsys):
+    light_workbench("dana")
+    code, out, _ = run(capsys, "credentials", "dana")
+    assert code == 0
+    assert f"VS Code       http://127.0.0.1:8080\n  password    {value_for('dana', 'code-server-password')}" in out
+    assert "Base URL      http://internal-gw.elb.amazonaws.com:4000" in out
+    assert "API Key       in ai-workbench-team-default/users/dana" in out
+    # Nothing of a box's own services: they do not run there.
+    for key in ("litellm-master-key", "langfuse-admin-password", "litellm-cline-key"):
+        assert value_for("dana", key) not in out
+
+
+def test_connect_to_a_light_workbench_forwards_vs_code_only(aws_env, capsys, stub_path, ssm_ping, monkeypatch):
+    instance_id = light_workbench("dana")
+    monkeypatch.setattr(connect, "port_is_free", lambda port: True)
+
+    def hold_until_started(forwards):
+        deadline = time.monotonic() + 10
+        while not stub_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        connect.stop_forwards(forwards)
+
+    monkeypatch.setattr(connect, "hold", hold_until_started)
+    code, out, err = run(capsys, "connect", "dana")
+    assert code == 0, err
+    assert "VS Code   http://127.0.0.1:8080" in out and "Langfuse" not in out
+    (call,) = stub_path.read_text().splitlines()
+    assert f"--target {instance_id}" in call and '"portNumber":["8080"]' in call
