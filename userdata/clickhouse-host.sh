@@ -2,7 +2,7 @@
 # Boot script of the team gateway's ClickHouse host (Amazon Linux 2023, arm64 or x86_64).
 #
 # Mounts the data volume, installs Docker with Docker's data on that volume, writes ClickHouse's
-# env file from the derived secret, starts ClickHouse with Docker Compose, waits until it is
+# env file from its own secret, starts ClickHouse with Docker Compose, waits until it is
 # healthy, then signals the stack's wait condition: success with timings, or failure naming the
 # phase and the tail of its output. The user data writes /etc/workbench/deployment.env, the
 # compose file (/etc/workbench/clickhouse/) and the env template (/etc/workbench/env-templates/),
@@ -278,7 +278,7 @@ RequiresMountsFor=$DATA_MOUNT"
 phase_config() {
   start_phase config
   local secret_string content name
-  # The derived secret (assets/team/functions/derive_secrets.py): {ENV_NAME: value, ...}. It goes
+  # ClickHouse's secret (assets/team/functions/derive_secrets.py): {"CLICKHOUSE_PASSWORD": value}. It goes
   # through variables and pipes only: never an argument (any local user reads those in /proc), a
   # log line or a file other than the env file.
   secret_string=$(retry_secret aws --cli-connect-timeout 10 --cli-read-timeout 60 --region "$AWS_REGION" \

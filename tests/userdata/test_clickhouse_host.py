@@ -4,7 +4,7 @@ As the box's tests do (tests/userdata/boot_sandbox.py): the real bash script as 
 (WORKBENCH_ROOT), with stand-ins for what cannot run here (dnf, systemd, Docker, the AWS CLI, mount):
 tests/userdata/stubs, with the host's own aws and docker in tests/userdata/stubs/clickhouse-host ahead of
 them. The data volume is a sparse image file formatted and read by the real mkfs.xfs and blkid (mounting
-stays stubbed: it needs a loop device). The derived secret is what assets/team/functions/derive_secrets.py
+stays stubbed: it needs a loop device). ClickHouse's secret is what assets/team/functions/derive_secrets.py
 writes, produced by that very function.
 """
 
@@ -145,7 +145,7 @@ class Host:
             "STUB_CALLS": str(self.calls),
             "STUB_SIGNALS": str(self.signals_file),
             "STUB_STATE": str(self.state),
-            "STUB_DERIVED_SECRET": str(secret_file),
+            "STUB_CLICKHOUSE_SECRET": str(secret_file),
         }
 
     def write_deployment(self, **changes) -> None:
@@ -374,7 +374,7 @@ def test_each_failure_signals_failure_naming_its_phase(host, change, stub_env, r
 
 
 def test_a_secret_without_the_password_or_a_template_with_an_unknown_placeholder_fails_the_config_phase(host):
-    secret_file = Path(host.env["STUB_DERIVED_SECRET"])
+    secret_file = Path(host.env["STUB_CLICKHOUSE_SECRET"])
     secret_file.write_text(json.dumps({k: v for k, v in DERIVED.items() if k != "CLICKHOUSE_PASSWORD"}))
     assert host.run().returncode != 0
     assert host.signals[-1]["Reason"] == (f"phase config: cannot take CLICKHOUSE_PASSWORD from {CLICKHOUSE_SECRET_ARN} | "

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.userdata.boot_sandbox import Sandbox
+from tests.userdata.boot_sandbox import USER_KEY, Sandbox, render_bundle_zip
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to own files as another user (CI runs as root)")
 
@@ -47,8 +47,8 @@ def tree_state(top: Path) -> dict[str, tuple[int, int, int, str]]:
 class HostileBox:
     """A sandbox whose coding user is a real second user that already owns its home."""
 
-    def __init__(self, root: Path, bundle_zip: Path) -> None:
-        self.sandbox = Sandbox(root, bundle_zip)
+    def __init__(self, root: Path, bundle_zip: Path, *, light: bool = False) -> None:
+        self.sandbox = Sandbox(root, bundle_zip, light=light)
         self.sandbox.env["WORKBENCH_CODING_USER"] = CODING_USER
         account = pwd.getpwnam(CODING_USER)
         self.uid, self.gid = account.pw_uid, account.pw_gid
@@ -100,15 +100,30 @@ class HostileBox:
         return found
 
 
-@pytest.fixture
-def hostile(bundle_zip) -> Iterator[HostileBox]:
+def hostile_box(bundle_zip: Path, *, light: bool = False) -> Iterator[HostileBox]:
     # Not under pytest's tmp_path: its directories are root's 0700, which the coding user could not enter.
     root = Path(tempfile.mkdtemp(prefix="workbench-containment-"))
     root.chmod(0o755)
     try:
-        yield HostileBox(root, bundle_zip)
+        yield HostileBox(root, bundle_zip, light=light)
     finally:
         shutil.rmtree(root)
+
+
+@pytest.fixture
+def hostile(bundle_zip) -> Iterator[HostileBox]:
+    yield from hostile_box(bundle_zip)
+
+
+@pytest.fixture(scope="module")
+def light_bundle_zip(tmp_path_factory) -> Path:
+    return render_bundle_zip(tmp_path_factory.mktemp("light-bundle"), light=True)
+
+
+@pytest.fixture
+def hostile_light(light_bundle_zip) -> Iterator[HostileBox]:
+    """A light workbench (gateway: team), whose boot rewrites Cline's base URL and key on every boot."""
+    yield from hostile_box(light_bundle_zip, light=True)
 
 
 def link(box: HostileBox, name: str, target: Callable[[HostileBox], Path]) -> Callable[[], None]:
@@ -204,3 +219,32 @@ def test_nothing_the_coding_user_planted_runs_inside_the_boot(hostile):
     assert result.returncode == 0, result.stdout[-2000:]
     assert (hostile.home / ".cline/data/secrets.json").exists()  # the step it would have run in did run
     assert not witness.exists()
+
+
+# On a light workbench the boot writes Cline's key into ~/.cline/data/secrets.json on every boot (a key
+# re-issued by `workbench team add-user` must reach Cline), not only when it is missing.
+LIGHT_ATTACKS = {
+    # The file the key is rewritten into, pointed at root's own file: written through, it would put the
+    # person's key where root keeps its things, or overwrite them.
+    "cline-secrets-to-root-file": lambda box: link(box, ".cline/data/secrets.json", lambda b: b.private / "keep"),
+    "cline-data-to-per-boot": lambda box: link(box, ".cline/data", lambda b: b.per_boot),
+    "workspace-to-seed": ATTACKS["workspace-to-seed"],
+}
+
+
+@pytest.mark.parametrize("attack", LIGHT_ATTACKS)
+def test_a_light_boot_never_follows_the_coding_users_links_either(hostile_light, attack):
+    hostile_light.as_coding_user(LIGHT_ATTACKS[attack](hostile_light))
+    before = {str(place): tree_state(place) for place in hostile_light.watched}
+    result = hostile_light.sandbox.run()
+    after = {str(place): tree_state(place) for place in hostile_light.watched}
+    # The boot's own work there: its per-boot hook (a light box keeps no copy of its seed).
+    assert after[str(hostile_light.per_boot)].pop("workbench-boot")[:3] == (0, 0, 0o100755)
+    assert after == before, result.stdout[-2000:]
+    assert hostile_light.owned_by_coding_user_outside_its_home() == []
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert [signal["Status"] for signal in hostile_light.sandbox.signals] == ["SUCCESS"]
+    # The key reached no file of root's: the only copy is where the coding user's own Cline keeps it.
+    for place in hostile_light.watched:
+        for path in place.rglob("*"):
+            assert not path.is_file() or USER_KEY not in path.read_text(errors="replace"), path
