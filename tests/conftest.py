@@ -1,6 +1,7 @@
 """Shared fixtures: the default stack, synthesized once per test session (tests/helpers.py); and
 which tests pytest-xdist keeps on one worker (pytest.ini runs the suite on parallel workers)."""
 
+import json
 import os
 
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
@@ -11,11 +12,11 @@ import pytest
 from aws_cdk.assertions import Template
 
 import app as cdk_app
-from tests.helpers import template_of
+from tests.helpers import synth, template_of
 
 # Session fixtures that cost enough to run on one worker only, with every test that uses them
 # (the default synthesis: 37 s on this project's 2-CPU machine under load, on each worker building it).
-SHARED_SESSION_FIXTURES = {"default_template", "team_json"}
+SHARED_SESSION_FIXTURES = {"default_template", "team_json", "light_json"}
 
 
 @pytest.fixture(scope="session")
@@ -29,12 +30,17 @@ def default_json(default_template) -> dict:
 
 
 @pytest.fixture(scope="session")
-def team_json(tmp_path_factory) -> dict:
+def team_json() -> dict:
     """The default team gateway (app.py -c target=team-gateway), synthesized once."""
-    assembly = cdk_app.create_app({cdk_app.TARGET_CONTEXT: cdk_app.TEAM_GATEWAY_TARGET},
-                                  outdir=str(tmp_path_factory.mktemp("team-cdk.out"))).synth()
-    (stack,) = assembly.stacks
-    return stack.template
+    (template,) = synth(json.dumps({cdk_app.TARGET_CONTEXT: cdk_app.TEAM_GATEWAY_TARGET})).values()
+    return template
+
+
+@pytest.fixture(scope="session")
+def light_json() -> dict:
+    """alice's light workbench (gateway: team) on the default team gateway, synthesized once."""
+    (template,) = synth(json.dumps({"gateway": "team", "name": "alice"})).values()
+    return template
 
 
 def pytest_addoption(parser):

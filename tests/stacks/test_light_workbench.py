@@ -7,10 +7,8 @@ import re
 import tempfile
 from pathlib import Path
 
-import pytest
-
 from stacks.user_data import USER_DATA_LIMIT_BYTES, compressed_boot_script
-from tests.helpers import EC2_DESCRIPTION, security_group_descriptions, synth
+from tests.helpers import EC2_DESCRIPTION, security_group_descriptions
 from tests.stacks.test_workbench_stack import instance_policy_statements, only, render_arn, resources
 from tests.userdata.boot_sandbox import Sandbox
 from workbench import bundle, contract, settings, team_contract
@@ -20,12 +18,6 @@ TEAM = "default"
 
 def imported(key: str) -> dict:
     return {"Fn::ImportValue": team_contract.export_name(TEAM, key)}
-
-
-@pytest.fixture(scope="module")
-def light_json() -> dict:
-    (template,) = synth(json.dumps({"gateway": "team", "name": "alice"})).values()
-    return template
 
 
 def user_data_text(template: dict) -> str:
